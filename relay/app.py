@@ -1,0 +1,117 @@
+"""Assemble the WSGI app.
+
+``create_app`` only wires routes, middleware and handlers from what it is
+given (tests pass their own pool and settings). ``get_app`` reads the
+environment and builds the real dependencies. gunicorn serves
+``relay.app:app``, built on first access in each worker, after the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import falcon
+import requests
+from psycopg_pool import ConnectionPool
+
+from relay import db, errors, media
+from relay.auth import AuthMiddleware, Revocations
+from relay.config import Config
+from relay.ingest import CoinAPIRelayIn, utcnow
+from relay.middleware import RequestIdMiddleware
+from relay.resources.health import HealthResource
+from relay.resources.relay_in import RelayInResource, SourceRelayInResource
+from relay.resources.relay_out import RecordsResource
+from relay.sources import coinapi
+from relay.sources.http import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+API = "/relay-api/v1"
+
+
+def create_app(
+    config: Config,
+    pool: ConnectionPool,
+    *,
+    session: requests.Session | None = None,
+    now: Callable[[], datetime] = utcnow,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> falcon.App:
+    """Wire the app from its dependencies; opens nothing, reads no environment."""
+    session = session or requests.Session()
+
+    def client(name: str) -> UpstreamClient:
+        return UpstreamClient(
+            name, timeout_s=config.upstream_timeout_s, session=session, sleep=sleep, clock=clock
+        )
+
+    coinapi_in = CoinAPIRelayIn(
+        pool,
+        coinapi.CoinAPISource(
+            client(coinapi.NAME),
+            config.coinapi_url,
+            config.coinapi_key,
+            config.coinapi_page_limit,
+        ),
+        symbol_template=config.coinapi_symbol_template,
+        default_symbols=config.coinapi_symbols,
+        backfill_hours=config.coinapi_backfill_hours,
+        budget_s=config.relay_in_budget_s,
+        now=now,
+        clock=clock,
+    )
+    runners = {coinapi_in.name: coinapi_in}
+
+    app = falcon.App(
+        middleware=[
+            RequestIdMiddleware(),
+            AuthMiddleware(config.jwt_secrets, Revocations(pool)),
+        ]
+    )
+    media.install(app)
+    errors.install(app)
+
+    app.add_route("/health", HealthResource(pool))
+    app.add_route(f"{API}/relay-in", RelayInResource(runners))
+    for runner in runners.values():
+        app.add_route(f"{API}/relay-in/{runner.name}", SourceRelayInResource(runner))
+    template = config.coinapi_symbol_template
+    app.add_route(f"{API}/relay-out", RecordsResource(pool, template, symbol_param="Symbol"))
+    app.add_route(f"{API}/relay-out/records", RecordsResource(pool, template))
+    return app
+
+
+def get_app() -> falcon.App:
+    """Build the production app from the environment, with its own pool."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = Config.from_env()
+    pool = db.make_pool(
+        config.database_url,
+        min_size=config.db_pool_min,
+        max_size=config.db_pool_max,
+        timeout=config.db_timeout_s,
+    )
+    # Connections are made in the background: a database that is down at
+    # start makes requests answer 503 until it is back, not the worker crash.
+    pool.open(wait=False)
+    return create_app(config, pool)
+
+
+_app: falcon.App | None = None
+
+
+def __getattr__(name: str):
+    # gunicorn resolves ``relay.app:app`` with getattr(), so the app is built
+    # in the worker that serves it (after the fork), and importing this module
+    # (as tests do, for create_app) reads no environment.
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = get_app()
+        return _app
+    raise AttributeError(name)

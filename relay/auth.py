@@ -1,0 +1,172 @@
+"""Bearer JWTs: minting, verification, revocation and the auth middleware.
+
+Tokens are HS256 with claims ``sub``, ``scope`` (space-separated), ``iat``,
+``exp`` and ``jti``. The algorithm is fixed here, never taken from the token.
+``RELAY_JWT_SECRET`` may list several secrets: the first signs, all verify,
+so a secret can be rotated without invalidating live tokens at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+import jwt
+from psycopg_pool import ConnectionPool
+
+from relay import db
+from relay.errors import Forbidden, Unauthorized
+
+ALGORITHM = "HS256"
+LEEWAY_S = 30
+REQUIRED_CLAIMS = ["sub", "scope", "iat", "exp", "jti"]
+SCOPES = ("relay:in", "relay:out")
+# Tokens are short; anything far longer is an attack or a mistake, not a token.
+MAX_TOKEN_LENGTH = 4096
+
+_TTL = re.compile(r"^(\d+)([smhd]?)$")
+_TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """Who called, and what the token lets them do."""
+
+    sub: str
+    scopes: frozenset[str]
+    jti: str
+
+
+def parse_ttl(text: str) -> int:
+    """Turn ``30d``, ``12h``, ``15m``, ``90s`` or ``3600`` into seconds."""
+    match = _TTL.match(text.strip())
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"invalid TTL {text!r}: use a positive number with s, m, h or d")
+    return int(match.group(1)) * _TTL_UNITS[match.group(2)]
+
+
+def mint_token(
+    secret: str,
+    sub: str,
+    scopes: Iterable[str],
+    ttl_s: int,
+    *,
+    now: Callable[[], float] = time.time,
+) -> str:
+    """Sign a token for ``sub`` with the given scopes, valid for ``ttl_s`` seconds."""
+    scopes = list(scopes)
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be among {', '.join(SCOPES)}")
+    if not sub:
+        raise ValueError("sub must not be empty")
+    issued = int(now())
+    claims = {
+        "sub": sub,
+        "scope": " ".join(scopes),
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(token: str, secrets: Iterable[str]) -> Principal:
+    """Check signature, algorithm, claims and times; raise Unauthorized otherwise."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise Unauthorized()
+    last_error: Exception | None = None
+    for secret in secrets:
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                leeway=LEEWAY_S,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.InvalidSignatureError as exc:
+            last_error = exc  # maybe signed with another (rotated) secret
+            continue
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(_describe(exc)) from exc
+        break
+    else:
+        raise Unauthorized() from last_error
+    sub, scope, jti = claims["sub"], claims["scope"], claims["jti"]
+    if not all(isinstance(v, str) and v for v in (sub, scope, jti)):
+        raise Unauthorized("Unauthorized: malformed claims")
+    return Principal(sub=sub, scopes=frozenset(scope.split()), jti=jti)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "Unauthorized: token expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "Unauthorized: token not yet valid"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"Unauthorized: token lacks the {exc.claim!r} claim"
+    return "Unauthorized: invalid token"
+
+
+def bearer_token(header: str | None) -> str:
+    """Extract the token from ``Bearer <jwt>``, or accept the bare token as sent."""
+    if not header:
+        raise Unauthorized("Unauthorized: missing Authorization header")
+    parts = header.strip().split()
+    if len(parts) == 2 and parts[0].lower() == "bearer":
+        return parts[1]
+    if len(parts) == 1:
+        return parts[0]
+    raise Unauthorized("Unauthorized: malformed Authorization header")
+
+
+class Revocations:
+    """The list of revoked token ids, kept in PostgreSQL so every process sees it."""
+
+    _IS_REVOKED = "SELECT 1 FROM revoked_token WHERE jti = %(jti)s"
+    _REVOKE = """
+        INSERT INTO revoked_token (jti) VALUES (%(jti)s)
+        ON CONFLICT (jti) DO NOTHING
+    """
+
+    def __init__(self, pool: ConnectionPool):
+        self._pool = pool
+
+    def is_revoked(self, jti: str) -> bool:
+        with db.connection(self._pool) as conn:
+            return conn.execute(self._IS_REVOKED, {"jti": jti}).fetchone() is not None
+
+    def revoke(self, jti: str) -> bool:
+        """Revoke ``jti``; return False when it was revoked already."""
+        with db.connection(self._pool) as conn:
+            return conn.execute(self._REVOKE, {"jti": jti}).rowcount == 1
+
+
+class AuthMiddleware:
+    """Require a valid token with the scope the resource declares.
+
+    Each resource sets ``auth_scope``: a scope string, or None for a public
+    route. A resource that forgets to declare it fails loudly (500) rather
+    than silently becoming public.
+    """
+
+    def __init__(self, secrets: Iterable[str], revocations: Revocations):
+        self._secrets = tuple(secrets)
+        self._revocations = revocations
+
+    def process_resource(self, req, resp, resource, params):
+        if resource is None or req.method == "OPTIONS":
+            return  # unknown route (404) or CORS preflight
+        scope = resource.auth_scope
+        if scope is None:
+            return
+        principal = verify_token(bearer_token(req.get_header("Authorization")), self._secrets)
+        if self._revocations.is_revoked(principal.jti):
+            raise Unauthorized("Unauthorized: token revoked")
+        if scope not in principal.scopes:
+            raise Forbidden(f"Forbidden: token lacks the {scope} scope")
+        req.context.principal = principal

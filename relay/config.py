@@ -1,0 +1,156 @@
+"""Read every setting from the environment, once, in one place.
+
+Nothing else in relay touches ``os.environ``: the app factory, the CLI and
+the tests all receive a :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    database_url: str
+    jwt_secrets: tuple[str, ...]
+    coinapi_url: str = "https://rest.coinapi.io"
+    coinapi_key: str = ""
+    coinapi_symbol_template: str = "BITSTAMP_SPOT_{code}_USD"
+    coinapi_symbols: tuple[str, ...] = ("BTC",)
+    coinapi_backfill_hours: int = 24
+    coinapi_page_limit: int = 1000
+    relay_in_budget_s: float = 20.0
+    upstream_timeout_s: float = 10.0
+    db_pool_min: int = 1
+    db_pool_max: int = 4
+    db_timeout_s: float = 5.0
+
+    def __post_init__(self):
+        check_secrets(self.jwt_secrets)
+        if "{code}" not in self.coinapi_symbol_template:
+            raise ConfigError("COINAPI_SYMBOL_TEMPLATE must contain '{code}'")
+
+    @property
+    def signing_secret(self) -> str:
+        """Return the secret new tokens are signed with (the first one)."""
+        return self.jwt_secrets[0]
+
+    def replace(self, **changes) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Build the configuration from environment variables.
+
+        Raises ConfigError naming the first missing or malformed variable.
+        """
+        env = os.environ if environ is None else environ
+        return cls(
+            database_url=normalize_database_url(_required(env, "DATABASE_URL")),
+            jwt_secrets=parse_secrets(_required(env, "RELAY_JWT_SECRET")),
+            coinapi_url=_url(env, "COINAPI_URL", cls.coinapi_url),
+            coinapi_key=env.get("COINAPI_KEY", ""),
+            coinapi_symbol_template=env.get("COINAPI_SYMBOL_TEMPLATE", cls.coinapi_symbol_template),
+            coinapi_symbols=_list(env, "COINAPI_SYMBOLS", cls.coinapi_symbols),
+            coinapi_backfill_hours=_int(
+                env, "COINAPI_BACKFILL_HOURS", cls.coinapi_backfill_hours, 1, 24 * 365
+            ),
+            coinapi_page_limit=_int(env, "COINAPI_PAGE_LIMIT", cls.coinapi_page_limit, 2, 100_000),
+            relay_in_budget_s=_float(env, "RELAY_IN_BUDGET_S", cls.relay_in_budget_s, 0.1, 3600),
+            upstream_timeout_s=_float(
+                env, "RELAY_UPSTREAM_TIMEOUT", cls.upstream_timeout_s, 0.1, 600
+            ),
+            db_pool_min=_int(env, "RELAY_DB_POOL_MIN", cls.db_pool_min, 0, 100),
+            db_pool_max=_int(env, "RELAY_DB_POOL_MAX", cls.db_pool_max, 1, 100),
+            db_timeout_s=_float(env, "RELAY_DB_TIMEOUT", cls.db_timeout_s, 0.1, 60),
+        )
+
+
+def parse_secrets(value: str) -> tuple[str, ...]:
+    """Split a comma-separated secret list: the first signs, all verify."""
+    return check_secrets(tuple(part.strip() for part in value.split(",") if part.strip()))
+
+
+def check_secrets(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    if not secrets:
+        raise ConfigError("RELAY_JWT_SECRET is required but not set")
+    for secret in secrets:
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"RELAY_JWT_SECRET: each secret must be at least {MIN_SECRET_LENGTH} characters"
+            )
+    return secrets
+
+
+def jwt_secrets_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Read only the token secrets (minting a token needs no database)."""
+    env = os.environ if environ is None else environ
+    return parse_secrets(_required(env, "RELAY_JWT_SECRET"))
+
+
+def server_settings(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """Return (PORT, WEB_CONCURRENCY) for gunicorn, with Heroku's meaning."""
+    env = os.environ if environ is None else environ
+    return _int(env, "PORT", 8000, 1, 65535), _int(env, "WEB_CONCURRENCY", 2, 1, 64)
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku's ``postgres://`` scheme as well as ``postgresql://``."""
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is required but not set")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return value.rstrip("/")
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value

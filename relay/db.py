@@ -1,0 +1,67 @@
+"""The connection pool and the one place psycopg errors become relay errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from relay.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def make_pool(
+    conninfo: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    timeout: float = 5.0,
+    open: bool = False,
+) -> ConnectionPool:
+    """Build a pool; open it after gunicorn forks, never at import.
+
+    ``timeout`` bounds both waiting for a free connection and connecting,
+    so an unreachable database answers 503 quickly instead of hanging.
+    """
+    return ConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": False},
+        check=ConnectionPool.check_connection,
+        open=open,
+        name="relay",
+    )
+
+
+@contextlib.contextmanager
+def connection(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """Lend a connection for one unit of work: commit on success, roll back on error.
+
+    Connection loss and pool exhaustion become DatabaseUnavailable (503).
+    """
+    try:
+        with pool.connection() as conn:
+            yield conn
+    except PoolTimeout as exc:
+        log.warning("database pool timeout: %s", type(exc).__name__)
+        raise DatabaseUnavailable() from exc
+    except psycopg.OperationalError as exc:
+        # The message may hold the host name but never the password; keep it short.
+        log.warning("database unavailable: %s", type(exc).__name__)
+        raise DatabaseUnavailable() from exc
+
+
+def ping(pool: ConnectionPool) -> bool:
+    """Return True when the database answers a trivial query."""
+    try:
+        with connection(pool) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except DatabaseUnavailable:
+        return False

@@ -1,0 +1,24 @@
+"""Cross-cutting request handling: request ids and safe default headers."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+# A client's id is echoed only when it is short and plain, never arbitrary bytes.
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the client's X-Request-Id when sane) and echo it."""
+
+    def process_request(self, req, resp):
+        given = req.get_header("X-Request-Id")
+        req.context.request_id = given if given and _CLIENT_ID.match(given) else uuid.uuid4().hex
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        request_id = getattr(req.context, "request_id", None)
+        if request_id:
+            resp.set_header("X-Request-Id", request_id)
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Cache-Control", resp.get_header("Cache-Control") or "no-store")

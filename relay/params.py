@@ -1,0 +1,68 @@
+"""Parse and validate query parameters; every failure is a 400 naming the parameter."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+
+import falcon
+
+from relay.errors import BadRequest
+
+MAX_PARAM_LENGTH = 200
+
+
+def text(req: falcon.Request, name: str, *, required: bool = False) -> str | None:
+    """Return a stripped, single-valued string parameter, or None when absent."""
+    values = req.get_param_as_list(name)
+    if not values:
+        if required:
+            raise BadRequest(f"Bad Request: {name} parameter is required")
+        return None
+    if len(values) > 1:
+        raise BadRequest(f"Bad Request: {name} parameter given more than once")
+    value = values[0].strip()
+    if len(value) > MAX_PARAM_LENGTH:
+        raise BadRequest(f"Bad Request: {name} parameter is too long")
+    if not value:
+        if required:
+            raise BadRequest(f"Bad Request: {name} parameter must not be empty")
+        return None
+    return value
+
+
+def integer(req: falcon.Request, name: str, *, default: int, low: int, high: int) -> int:
+    raw = text(req, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"Bad Request: {name} parameter must be a whole number") from None
+    if not low <= value <= high:
+        raise BadRequest(f"Bad Request: {name} parameter must be between {low} and {high}")
+    return value
+
+
+def timestamp(req: falcon.Request, name: str) -> datetime | None:
+    """Parse an ISO 8601 date or date-time; a time without offset is taken as UTC."""
+    raw = text(req, name)
+    if raw is None:
+        return None
+    try:
+        if len(raw) == 10:
+            when = datetime.combine(date.fromisoformat(raw), time(), UTC)
+        else:
+            when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(
+            f"Bad Request: {name} parameter must be an ISO 8601 date or date-time"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def time_range(req: falcon.Request) -> tuple[datetime | None, datetime | None]:
+    """Return the half-open range [start, end) given by ``start`` and ``end``."""
+    start, end = timestamp(req, "start"), timestamp(req, "end")
+    if start and end and start > end:
+        raise BadRequest("Bad Request: start parameter is after end")
+    return start, end

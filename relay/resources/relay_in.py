@@ -1,0 +1,91 @@
+"""Relay-in routes: the scheduler asks us to pull fresh data from an upstream."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import falcon
+
+from relay import params
+from relay.errors import BadRequest, envelope
+from relay.ingest import RunResult
+
+MAX_SYMBOLS = 100
+
+
+class Runner(Protocol):
+    """What every source's relay-in offers to the routes."""
+
+    name: str
+
+    def default_symbols(self) -> list[str]: ...
+
+    def resolve(self, symbol: str | None) -> str: ...
+
+    def run(self, symbols: list[str]) -> RunResult: ...
+
+
+def answer(resp: falcon.Response, result: RunResult) -> None:
+    """201 with counts when rows were stored, 204 when caught up with nothing new."""
+    if result.processed == 0 and result.complete:
+        resp.status = 204
+        return
+    resp.status = 201 if result.processed else 200
+    message = "Created" if result.processed else "OK"
+    resp.media = envelope(resp.status_code, message, result.as_data())
+
+
+class RelayInResource:
+    """GET /relay-api/v1/relay-in?Symbol=BTC[&source=coinapi]: the original contract."""
+
+    auth_scope = "relay:in"
+
+    def __init__(self, runners: dict[str, Runner], default_source: str = "coinapi"):
+        self._runners = runners
+        self._default = default_source
+
+    def on_get(self, req, resp):
+        source = (params.text(req, "source") or self._default).lower()
+        runner = self._runners.get(source)
+        if runner is None:
+            raise BadRequest(
+                f"Bad Request: source parameter must be one of {', '.join(sorted(self._runners))}"
+            )
+        symbol = runner.resolve(params.text(req, "Symbol"))
+        answer(resp, runner.run([symbol]))
+
+
+class SourceRelayInResource:
+    """POST /relay-api/v1/relay-in/{source} with optional JSON ``{"symbols": [...]}``."""
+
+    auth_scope = "relay:in"
+
+    def __init__(self, runner: Runner):
+        self._runner = runner
+
+    def on_post(self, req, resp):
+        body = req.get_media(default_when_empty=None)
+        symbols = parse_symbols(body) or self._runner.default_symbols()
+        if not symbols:
+            raise BadRequest("Bad Request: symbols must be given in the body")
+        resolved = list(dict.fromkeys(self._runner.resolve(s) for s in symbols))
+        answer(resp, self._runner.run(resolved))
+
+
+def parse_symbols(body) -> list[str] | None:
+    """Validate the optional body ``{"symbols": [str, ...]}``."""
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise BadRequest("Bad Request: body must be a JSON object")
+    unknown = set(body) - {"symbols"}
+    if unknown:
+        raise BadRequest(f"Bad Request: unknown field {sorted(unknown)[0]!r} in body")
+    symbols = body.get("symbols")
+    if symbols is None:
+        return None
+    if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
+        raise BadRequest("Bad Request: symbols must be a non-empty list of strings")
+    if len(symbols) > MAX_SYMBOLS:
+        raise BadRequest(f"Bad Request: at most {MAX_SYMBOLS} symbols at once")
+    return symbols

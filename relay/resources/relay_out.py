@@ -1,0 +1,43 @@
+"""Relay-out routes for CoinAPI trade records."""
+
+from __future__ import annotations
+
+from relay import params
+from relay.errors import NotFound, envelope
+from relay.sources.coinapi import resolve_symbol
+from relay.store import trades
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+
+class RecordsResource:
+    """GET trades newest first with keyset pagination.
+
+    Serves both ``/relay-out?Symbol=BTC`` (the original contract) and
+    ``/relay-out/records?symbol=BTC``; only the parameter's name differs.
+    """
+
+    auth_scope = "relay:out"
+
+    def __init__(self, pool, symbol_template: str, symbol_param: str = "symbol"):
+        self._pool = pool
+        self._template = symbol_template
+        self._symbol_param = symbol_param
+
+    def on_get(self, req, resp):
+        symbol_id = resolve_symbol(params.text(req, self._symbol_param), self._template)
+        start, end = params.time_range(req)
+        limit = params.integer(req, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
+        cursor = params.text(req, "cursor")
+        page = trades.records_page(
+            self._pool,
+            symbol_id,
+            start=start,
+            end=end,
+            after=trades.decode_cursor(cursor) if cursor else None,
+            limit=limit,
+        )
+        if page is None:
+            raise NotFound(f"Not Found: no records for symbol {symbol_id}")
+        resp.media = envelope(200, "OK", page)

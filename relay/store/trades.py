@@ -1,0 +1,175 @@
+"""CoinAPI trades in PostgreSQL: every query of this concern, and nothing else."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import psycopg
+
+from relay import db
+from relay.errors import BadRequest
+from relay.sources.coinapi import Trade
+
+# The ends of every range, so one static query (and one plan) serves all
+# combinations of optional start, end and cursor.
+_MIN_TIME = "-infinity"
+_MAX_TIME = "infinity"
+_MAX_UUID = uuid.UUID(int=(1 << 128) - 1)
+
+SYMBOL_ID = "SELECT id FROM symbol WHERE symbol_id = %(symbol_id)s"
+
+ENSURE_SYMBOL = """
+    INSERT INTO symbol (symbol_id) VALUES (%(symbol_id)s)
+    ON CONFLICT (symbol_id) DO NOTHING
+"""
+
+NEWEST_TIME = """
+    SELECT max(time_exchange) FROM symbol_data
+    WHERE symbol = (SELECT id FROM symbol WHERE symbol_id = %(symbol_id)s)
+"""
+
+CREATE_STAGE = """
+    CREATE TEMP TABLE IF NOT EXISTS trade_stage (
+        uuid uuid, time_exchange timestamptz, time_coinapi timestamptz,
+        price numeric, size numeric, taker_side text
+    ) ON COMMIT DELETE ROWS
+"""
+
+COPY_STAGE = """
+    COPY trade_stage (uuid, time_exchange, time_coinapi, price, size, taker_side)
+    FROM STDIN (FORMAT BINARY)
+"""
+_STAGE_TYPES = ["uuid", "timestamptz", "timestamptz", "numeric", "numeric", "text"]
+
+MERGE_STAGE = """
+    INSERT INTO symbol_data (uuid, symbol, time_exchange, time_coinapi, price, size, taker_side)
+    SELECT uuid, (SELECT id FROM symbol WHERE symbol_id = %(symbol_id)s),
+           time_exchange, time_coinapi, price, size, taker_side
+    FROM trade_stage
+    ON CONFLICT (uuid) DO NOTHING
+"""
+
+RECORDS = """
+    SELECT uuid, time_exchange, time_coinapi, price, size, taker_side
+    FROM symbol_data
+    WHERE symbol = %(symbol)s
+      AND time_exchange >= %(start)s::timestamptz
+      AND time_exchange < %(end)s::timestamptz
+      AND (time_exchange, uuid) < (%(after_time)s::timestamptz, %(after_uuid)s::uuid)
+    ORDER BY time_exchange DESC, uuid DESC
+    LIMIT %(limit)s
+"""
+
+
+def newest_time(conn: psycopg.Connection, symbol_id: str) -> datetime | None:
+    """Return the newest stored trade time of a symbol: where relay-in resumes."""
+    return conn.execute(NEWEST_TIME, {"symbol_id": symbol_id}).fetchone()[0]
+
+
+def store_page(conn: psycopg.Connection, symbol_id: str, trades: Sequence[Trade]) -> int:
+    """Store one page of trades through COPY; return how many were new.
+
+    Runs inside the caller's transaction, so a page is stored whole or not at
+    all. Trades already stored (same uuid) are skipped, not duplicated.
+    """
+    conn.execute(ENSURE_SYMBOL, {"symbol_id": symbol_id})
+    if not trades:
+        return 0
+    conn.execute(CREATE_STAGE)
+    with conn.cursor() as cur:
+        with cur.copy(COPY_STAGE) as copy:
+            copy.set_types(_STAGE_TYPES)
+            for trade in trades:
+                copy.write_row(trade)
+        cur.execute(MERGE_STAGE, {"symbol_id": symbol_id})
+        return cur.rowcount
+
+
+def symbol_pk(conn: psycopg.Connection, symbol_id: str) -> int | None:
+    row = conn.execute(SYMBOL_ID, {"symbol_id": symbol_id}).fetchone()
+    return row[0] if row else None
+
+
+def records(
+    conn: psycopg.Connection,
+    symbol: int,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[tuple]:
+    """Return up to ``limit`` trades newest first, strictly after the cursor."""
+    after_time, after_uuid = after if after else (_MAX_TIME, _MAX_UUID)
+    return conn.execute(
+        RECORDS,
+        {
+            "symbol": symbol,
+            "start": start or _MIN_TIME,
+            "end": end or _MAX_TIME,
+            "after_time": after_time,
+            "after_uuid": after_uuid,
+            "limit": limit,
+        },
+    ).fetchall()
+
+
+def encode_cursor(time_exchange: datetime, trade_uuid: uuid.UUID) -> str:
+    """Make the opaque keyset cursor that resumes after this trade."""
+    raw = f"{time_exchange.isoformat()}|{trade_uuid}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Read a cursor made by encode_cursor; BadRequest if it is not one."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        time_text, uuid_text = base64.urlsafe_b64decode(padded).decode().split("|")
+        when = datetime.fromisoformat(time_text)
+        if when.tzinfo is None:
+            raise ValueError("naive time")
+        return when, uuid.UUID(uuid_text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("Bad Request: invalid cursor parameter") from None
+
+
+def records_page(
+    pool,
+    symbol_id: str,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> dict | None:
+    """Return one page of a symbol's trades for relay-out, or None for an unknown symbol.
+
+    One extra row is read to tell whether another page follows, so
+    ``next_cursor`` is null exactly on the last page.
+    """
+    with db.connection(pool) as conn:
+        symbol = symbol_pk(conn, symbol_id)
+        if symbol is None:
+            return None
+        rows = records(conn, symbol, start=start, end=end, after=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "records": [
+            {
+                "symbol": symbol_id,
+                "uuid": row[0],
+                "time_exchange": row[1],
+                "time_coinapi": row[2],
+                "price": row[3],
+                "size": row[4],
+                "taker_side": row[5],
+            }
+            for row in rows
+        ],
+        "next_cursor": encode_cursor(rows[-1][1], rows[-1][0]) if more else None,
+    }

