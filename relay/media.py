@@ -13,8 +13,9 @@ import orjson
 
 def _default(value):
     if isinstance(value, Decimal):
-        # A string keeps every digit; a JSON number would be read as a float.
-        return str(value)
+        # A string keeps every digit (a JSON number would be read as a float),
+        # and positional notation: 0.00000002, never 2E-8.
+        return format(value, "f")
     if isinstance(value, uuid.UUID):
         return str(value)
     raise TypeError(f"cannot serialize {type(value).__name__}")

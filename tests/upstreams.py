@@ -92,9 +92,12 @@ class FakeCoinAPI:
     ascending, checks the API key, and records every request it saw.
     """
 
-    def __init__(self, httpserver, key: str = "test-coinapi-key"):
+    def __init__(self, httpserver, key: str = "test-coinapi-key", synthetic_per_s: int = 0):
         self.httpserver = httpserver
         self.key = key
+        # With synthetic_per_s > 0, any symbol has that many trades a second up
+        # to the present, made on demand (for trying the service by hand).
+        self.synthetic_per_s = synthetic_per_s
         self.trades: dict[str, list[CoinTrade]] = {}
         self.requests: list[dict] = []
         # call number -> (status, body[, headers]) to answer instead of the data
@@ -123,12 +126,64 @@ class FakeCoinAPI:
             return Response(
                 '{"error": "Invalid API key"}', status=401, content_type="application/json"
             )
-        if symbol_id not in self.trades:
+        start = datetime.fromisoformat(request.args["time_start"]).replace(tzinfo=UTC)
+        limit = int(request.args.get("limit", 100))
+        if symbol_id in self.trades:
+            page = [t for t in self.trades[symbol_id] if t.when >= start][:limit]
+        elif self.synthetic_per_s:
+            page = synthetic_trades(start, limit, self.synthetic_per_s)
+        else:
             return Response(
                 '{"error": "Unknown symbol_id"}', status=550, content_type="application/json"
             )
-        start = datetime.fromisoformat(request.args["time_start"]).replace(tzinfo=UTC)
-        limit = int(request.args.get("limit", 100))
-        page = [t for t in self.trades[symbol_id] if t.when >= start][:limit]
         body = "[" + ", ".join(t.to_json(symbol_id) for t in page) + "]"
         return Response(body, status=200, content_type="application/json; charset=utf-8")
+
+
+def synthetic_trades(start: datetime, limit: int, per_s: int) -> list[CoinTrade]:
+    """Deterministic trades at ``per_s`` a second from ``start`` up to now."""
+    step = 1_000_000 // per_s  # microseconds
+    epoch = datetime(2020, 1, 1, tzinfo=UTC)
+    first = -(-int((start - epoch) / timedelta(microseconds=1)) // step)  # ceil
+    last = int((datetime.now(UTC) - epoch) / timedelta(microseconds=1)) // step
+    trades = []
+    for k in range(first, min(last + 1, first + limit)):
+        when = epoch + timedelta(microseconds=k * step)
+        trades.append(
+            CoinTrade(
+                uuid=str(uuid.UUID(int=k)),
+                time_exchange=coinapi_time(when),
+                time_coinapi=coinapi_time(when + timedelta(microseconds=250)),
+                price=f"{30000 + (k * 7919) % 10000}.{k % 100000:05d}",
+                size=f"0.{(k * 104729) % 100000000:08d}",
+                taker_side="BUY" if k % 3 else "SELL",
+            )
+        )
+    return trades
+
+
+def main() -> None:
+    """Serve loopback upstreams for trying relay by hand: python -m tests.upstreams."""
+    import argparse
+    import time as _time
+
+    from pytest_httpserver import HTTPServer
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--coinapi-key", default="dev-coinapi-key")
+    parser.add_argument("--trades-per-second", type=int, default=2)
+    args = parser.parse_args()
+    server = HTTPServer(host="127.0.0.1", port=args.port)
+    server.start()
+    FakeCoinAPI(server, key=args.coinapi_key, synthetic_per_s=args.trades_per_second)
+    print(f"loopback CoinAPI on {server.url_for('/')} (key {args.coinapi_key})", flush=True)
+    try:
+        while True:
+            _time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Bearer JWT authentication and scopes, through the real app and CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from relay import auth
+from tests.conftest import OLD_SECRET, SECRET, bearer
+
+OUT = "/relay-api/v1/relay-out/records"
+IN = "/relay-api/v1/relay-in"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def claims(**overrides) -> dict:
+    now = int(time.time())
+    base = {
+        "sub": "tester",
+        "scope": "relay:out",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "jti-" + str(now),
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def signed(payload: dict, key=SECRET, algorithm="HS256") -> dict:
+    return {"Authorization": "Bearer " + jwt.encode(payload, key, algorithm=algorithm)}
+
+
+def assert_401(resp):
+    assert resp.status_int == 401
+    assert resp.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert resp.json["code"] == 401
+    assert resp.json["message"].startswith("Unauthorized")
+
+
+def test_valid_token_reaches_the_route(app):
+    # An unknown symbol is 404: the request got past authentication.
+    app.get(OUT, {"symbol": "BTC"}, headers=bearer("relay:out"), status=404)
+
+
+def test_bare_token_without_bearer_is_accepted(app):
+    token = auth.mint_token(SECRET, "legacy", ["relay:out"], 60)
+    app.get(OUT, {"symbol": "BTC"}, headers={"Authorization": token}, status=404)
+
+
+def test_token_signed_with_a_rotated_out_secret_still_verifies(app):
+    app.get(OUT, {"symbol": "BTC"}, headers=bearer("relay:out", secret=OLD_SECRET), status=404)
+
+
+def test_health_needs_no_token(app):
+    assert app.get("/health").json == {"code": 200, "message": "OK", "data": {"database": "ok"}}
+
+
+def _tampered() -> dict:
+    token = auth.mint_token(SECRET, "x", ["relay:out"], 60)
+    head, body, sig = token.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=="))
+    payload["scope"] = "relay:in relay:out"
+    forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    return {"Authorization": f"Bearer {head}.{forged}.{sig}"}
+
+
+def _alg_none() -> dict:
+    head = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').decode().rstrip("=")
+    body = base64.urlsafe_b64encode(json.dumps(claims()).encode()).decode().rstrip("=")
+    return {"Authorization": f"Bearer {head}.{body}."}
+
+
+def _rs256() -> dict:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return signed(claims(), key=key, algorithm="RS256")
+
+
+BAD_TOKENS = {
+    "missing header": lambda: {},
+    "empty header": lambda: {"Authorization": ""},
+    "not a jwt": lambda: {"Authorization": "Bearer abc.def"},
+    "three words": lambda: {"Authorization": "Bearer a b"},
+    "basic auth": lambda: {"Authorization": "Basic dXNlcjpwYXNz"},
+    "wrong secret": lambda: signed(claims(), key="another-secret-that-is-long-enough-1234"),
+    "tampered payload": _tampered,
+    "alg none": _alg_none,
+    "HS512 with our secret": lambda: signed(claims(), algorithm="HS512"),
+    "RS256": _rs256,
+    "expired": lambda: signed(claims(exp=int(time.time()) - 120)),
+    "not yet valid": lambda: signed(claims(nbf=int(time.time()) + 120)),
+    "issued in the future": lambda: signed(claims(iat=int(time.time()) + 120)),
+    "no exp": lambda: signed(claims(exp=None)),
+    "no jti": lambda: signed(claims(jti=None)),
+    "no scope": lambda: signed(claims(scope=None)),
+    "scope not a string": lambda: signed(claims(scope=["relay:out"])),
+    "100 KB header": lambda: {"Authorization": "Bearer " + "a" * 100_000},
+}
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.parametrize("case", BAD_TOKENS)
+def test_bad_tokens_are_401(app, case):
+    resp = app.get(OUT, {"symbol": "BTC"}, headers=BAD_TOKENS[case](), expect_errors=True)
+    assert_401(resp)
+
+
+def test_expiry_allows_30_seconds_of_clock_skew(app):
+    now = int(time.time())
+    app.get(OUT, {"symbol": "BTC"}, headers=signed(claims(exp=now - 10)), status=404)
+    app.get(OUT, {"symbol": "BTC"}, headers=signed(claims(nbf=now + 10)), status=404)
+    assert_401(app.get(OUT, {"symbol": "BTC"}, headers=signed(claims(exp=now - 45)), status=401))
+
+
+def test_missing_scope_is_403(app):
+    resp = app.get(OUT, {"symbol": "BTC"}, headers=bearer("relay:in"), status=403)
+    assert resp.json["message"] == "Forbidden: token lacks the relay:out scope"
+    resp = app.get(IN, {"Symbol": "BTC"}, headers=bearer("relay:out"), status=403)
+    assert resp.json["message"] == "Forbidden: token lacks the relay:in scope"
+
+
+def test_unknown_route_is_404_without_a_token(app):
+    resp = app.get("/relay-api/v1/nope", status=404)
+    assert resp.json["code"] == 404
+
+
+def _cli(*args, env_extra=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RELAY_JWT_SECRET")}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_token_command_prints_a_token_the_app_accepts(app):
+    done = _cli(
+        "token",
+        "--sub",
+        "frontend",
+        "--scope",
+        "relay:out",
+        "--ttl",
+        "30d",
+        env_extra={"RELAY_JWT_SECRET": f"{SECRET},{OLD_SECRET}"},
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    payload = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert payload["sub"] == "frontend"
+    assert payload["scope"] == "relay:out"
+    assert payload["exp"] - payload["iat"] == 30 * 86400
+    assert payload["jti"]
+    app.get(OUT, {"symbol": "BTC"}, headers={"Authorization": f"Bearer {token}"}, status=404)
+
+
+def test_token_command_refuses_a_short_secret():
+    done = _cli(
+        "token", "--sub", "x", "--scope", "relay:out", env_extra={"RELAY_JWT_SECRET": "short"}
+    )
+    assert done.returncode == 2
+    assert "RELAY_JWT_SECRET" in done.stderr
+    assert "short" not in done.stdout
+
+
+def test_revoked_token_is_refused_from_then_on_across_processes(app, database_url):
+    token = auth.mint_token(SECRET, "leaked", ["relay:out"], 600)
+    headers = {"Authorization": f"Bearer {token}"}
+    app.get(OUT, {"symbol": "BTC"}, headers=headers, status=404)
+    jti = jwt.decode(token, SECRET, algorithms=["HS256"])["jti"]
+
+    done = _cli("revoke", jti, env_extra={"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET})
+    assert done.returncode == 0, done.stderr
+    assert f"revoked {jti}" in done.stdout
+
+    resp = app.get(OUT, {"symbol": "BTC"}, headers=headers, status=401)
+    assert resp.json["message"] == "Unauthorized: token revoked"
+    # Revoking again is harmless and says so.
+    again = _cli(
+        "revoke", jti, env_extra={"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET}
+    )
+    assert "already revoked" in again.stdout
+
+
+def test_mint_rejects_unknown_scopes_and_bad_ttls():
+    with pytest.raises(ValueError):
+        auth.mint_token(SECRET, "x", ["admin"], 60)
+    for bad in ("", "0d", "-5", "3w", "1.5h"):
+        with pytest.raises(ValueError):
+            auth.parse_ttl(bad)
+    assert auth.parse_ttl("90") == 90
+    assert auth.parse_ttl("15m") == 900
