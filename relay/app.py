@@ -20,12 +20,13 @@ from psycopg_pool import ConnectionPool
 from relay import db, errors, media
 from relay.auth import AuthMiddleware, Revocations
 from relay.config import Config
-from relay.ingest import CoinAPIRelayIn, utcnow
+from relay.ingest import BinanceRelayIn, CoinAPIRelayIn, utcnow
 from relay.middleware import RequestIdMiddleware
 from relay.resources.health import HealthResource
+from relay.resources.markets import CandlesResource, PriceResource, ProfitResource
 from relay.resources.relay_in import RelayInResource, SourceRelayInResource
 from relay.resources.relay_out import RecordsResource
-from relay.sources import coinapi
+from relay.sources import binance, coinapi
 from relay.sources.http import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,22 @@ def create_app(
         now=now,
         clock=clock,
     )
-    runners = {coinapi_in.name: coinapi_in}
+    binance_in = BinanceRelayIn(
+        pool,
+        binance.BinanceSource(
+            client(binance.NAME),
+            config.binance_url,
+            weight_limit=config.binance_weight_limit,
+            sleep=sleep,
+            wall_clock=lambda: now().timestamp(),
+        ),
+        default_symbols=config.binance_symbols,
+        backfill_hours=config.binance_backfill_hours,
+        budget_s=config.relay_in_budget_s,
+        now=now,
+        clock=clock,
+    )
+    runners = {runner.name: runner for runner in (coinapi_in, binance_in)}
 
     app = falcon.App(
         middleware=[
@@ -83,6 +99,9 @@ def create_app(
     template = config.coinapi_symbol_template
     app.add_route(f"{API}/relay-out", RecordsResource(pool, template, symbol_param="Symbol"))
     app.add_route(f"{API}/relay-out/records", RecordsResource(pool, template))
+    app.add_route(f"{API}/relay-out/price", PriceResource(pool))
+    app.add_route(f"{API}/relay-out/profit", ProfitResource(pool))
+    app.add_route(f"{API}/relay-out/candles", CandlesResource(pool))
     return app
 
 

@@ -27,6 +27,10 @@ class Config:
     coinapi_symbols: tuple[str, ...] = ("BTC",)
     coinapi_backfill_hours: int = 24
     coinapi_page_limit: int = 1000
+    binance_url: str = "https://api.binance.com"
+    binance_symbols: tuple[str, ...] = ("ADABTC", "ADAUSDT", "BTCUSDT")
+    binance_backfill_hours: int = 48
+    binance_weight_limit: int = 6000
     relay_in_budget_s: float = 20.0
     upstream_timeout_s: float = 10.0
     db_pool_min: int = 1
@@ -64,6 +68,14 @@ class Config:
                 env, "COINAPI_BACKFILL_HOURS", cls.coinapi_backfill_hours, 1, 24 * 365
             ),
             coinapi_page_limit=_int(env, "COINAPI_PAGE_LIMIT", cls.coinapi_page_limit, 2, 100_000),
+            binance_url=_url(env, "BINANCE_URL", cls.binance_url),
+            binance_symbols=_list(env, "BINANCE_SYMBOLS", cls.binance_symbols),
+            binance_backfill_hours=_int(
+                env, "BINANCE_BACKFILL_HOURS", cls.binance_backfill_hours, 1, 24 * 365
+            ),
+            binance_weight_limit=_int(
+                env, "BINANCE_WEIGHT_LIMIT", cls.binance_weight_limit, 10, 1_000_000
+            ),
             relay_in_budget_s=_float(env, "RELAY_IN_BUDGET_S", cls.relay_in_budget_s, 0.1, 3600),
             upstream_timeout_s=_float(
                 env, "RELAY_UPSTREAM_TIMEOUT", cls.upstream_timeout_s, 0.1, 600

@@ -17,8 +17,13 @@ from psycopg_pool import ConnectionPool
 
 from relay import db
 from relay.errors import RelayError, UpstreamError
+from relay.sources import binance
+from relay.sources.binance import NAME as BINANCE
+from relay.sources.binance import BinanceSource
 from relay.sources.coinapi import NAME as COINAPI
 from relay.sources.coinapi import CoinAPISource, resolve_symbol
+from relay.sources.http import OutOfTime
+from relay.store import candles as candle_store
 from relay.store import trades as trade_store
 
 log = logging.getLogger(__name__)
@@ -48,17 +53,22 @@ class RunResult:
         return {"processed": self.processed, "complete": self.complete, "symbols": self.symbols}
 
 
-class CoinAPIRelayIn:
-    """Relay CoinAPI trade history into ``symbol_data``."""
+class PagedRelayIn:
+    """Read a source's history page by page from each symbol's resume point.
 
-    name = "coinapi"
+    Subclasses say where a symbol resumes, how a page is fetched and stored,
+    and where the next page starts. Each page is stored in its own
+    transaction, so what was stored before a failure or the deadline stays
+    and the next run continues from there.
+    """
+
+    name: str  # the route segment: /relay-in/{name}
+    upstream: str  # how messages name the upstream
 
     def __init__(
         self,
         pool: ConnectionPool,
-        source: CoinAPISource,
         *,
-        symbol_template: str,
         default_symbols: Sequence[str],
         backfill_hours: int,
         budget_s: float,
@@ -66,8 +76,6 @@ class CoinAPIRelayIn:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.pool = pool
-        self.source = source
-        self.symbol_template = symbol_template
         self._default_symbols = list(default_symbols)
         self.backfill = timedelta(hours=backfill_hours)
         self.budget_s = budget_s
@@ -77,10 +85,36 @@ class CoinAPIRelayIn:
     def default_symbols(self) -> list[str]:
         return list(self._default_symbols)
 
-    def resolve(self, symbol: str | None) -> str:
-        return resolve_symbol(symbol, self.symbol_template)
+    # -- what each source provides ------------------------------------------------
 
-    def run(self, symbol_ids: Sequence[str]) -> RunResult:
+    def resolve(self, symbol: str | None) -> str:
+        """Validate and normalize a symbol as callers write it; BadRequest if bad."""
+        raise NotImplementedError
+
+    def resume_point(self, conn, symbol: str) -> datetime | None:
+        """Where the next page starts, from what is stored; None for a new symbol."""
+        raise NotImplementedError
+
+    def fetch_page(self, symbol: str, start: datetime, deadline: float) -> Sequence:
+        raise NotImplementedError
+
+    def store_page(self, conn, symbol: str, page: Sequence) -> int:
+        """Store a page inside the caller's transaction; return rows new or changed."""
+        raise NotImplementedError
+
+    def is_last_page(self, page: Sequence) -> bool:
+        raise NotImplementedError
+
+    def next_start(self, page: Sequence) -> datetime:
+        raise NotImplementedError
+
+    def finish_symbol(self, symbol: str, deadline: float) -> int:
+        """Fetch anything else a symbol needs once caught up; return rows stored."""
+        return 0
+
+    # -- the run --------------------------------------------------------------------
+
+    def run(self, symbols: Sequence[str]) -> RunResult:
         """Catch each symbol up, within one time budget for the whole call.
 
         On failure the error carries what was stored before it (whole pages
@@ -88,36 +122,107 @@ class CoinAPIRelayIn:
         """
         deadline = self.clock() + self.budget_s
         result = RunResult()
-        for symbol_id in symbol_ids:
+        for symbol in symbols:
             try:
-                self._run_symbol(symbol_id, deadline, result)
+                self._run_symbol(symbol, deadline, result)
+            except OutOfTime:
+                log.info("%s %s: time budget spent", self.name, symbol)
+                result.add(symbol, 0, complete=False)
             except RelayError as exc:
                 exc.data.setdefault("processed", result.processed)
                 exc.data.setdefault("symbols", result.symbols)
                 raise
         return result
 
-    def _run_symbol(self, symbol_id: str, deadline: float, result: RunResult) -> None:
+    def _run_symbol(self, symbol: str, deadline: float, result: RunResult) -> None:
         with db.connection(self.pool) as conn:
-            start = trade_store.newest_time(conn, symbol_id)
+            start = self.resume_point(conn, symbol)
         if start is None:
             start = self.now() - self.backfill
         while True:
             if self.clock() >= deadline:
-                log.info("coinapi %s: time budget spent", symbol_id)
-                result.add(symbol_id, 0, complete=False)
-                return
-            page = self.source.fetch_page(symbol_id, start, deadline=deadline)
+                raise OutOfTime()
+            page = self.fetch_page(symbol, start, deadline)
             with db.connection(self.pool) as conn:
-                result.add(symbol_id, trade_store.store_page(conn, symbol_id, page))
-            if len(page) < self.source.page_limit:
-                return
-            newest = max(trade.time_exchange for trade in page)
-            if newest <= start:
+                result.add(symbol, self.store_page(conn, symbol, page))
+            if self.is_last_page(page):
+                break
+            following = self.next_start(page)
+            if following <= start:
                 # A full page that does not move forward would be fetched forever.
                 raise UpstreamError(
-                    f"Bad Gateway: {COINAPI} history page for {symbol_id} did not advance "
+                    f"Bad Gateway: {self.upstream} page for {symbol} did not advance "
                     f"past {start.isoformat()}",
-                    data={"symbol": symbol_id},
+                    data={"symbol": symbol},
                 )
-            start = newest
+            start = following
+        result.add(symbol, self.finish_symbol(symbol, deadline))
+
+
+class CoinAPIRelayIn(PagedRelayIn):
+    """Relay CoinAPI trade history into ``symbol_data``."""
+
+    name = "coinapi"
+    upstream = COINAPI
+
+    def __init__(
+        self, pool: ConnectionPool, source: CoinAPISource, *, symbol_template: str, **kwargs
+    ):
+        super().__init__(pool, **kwargs)
+        self.source = source
+        self.symbol_template = symbol_template
+
+    def resolve(self, symbol: str | None) -> str:
+        return resolve_symbol(symbol, self.symbol_template)
+
+    def resume_point(self, conn, symbol: str) -> datetime | None:
+        # Trades at that very instant come again and are skipped by uuid.
+        return trade_store.newest_time(conn, symbol)
+
+    def fetch_page(self, symbol: str, start: datetime, deadline: float):
+        return self.source.fetch_page(symbol, start, deadline=deadline)
+
+    def store_page(self, conn, symbol: str, page) -> int:
+        return trade_store.store_page(conn, symbol, page)
+
+    def is_last_page(self, page) -> bool:
+        return len(page) < self.source.page_limit
+
+    def next_start(self, page) -> datetime:
+        return max(trade.time_exchange for trade in page)
+
+
+class BinanceRelayIn(PagedRelayIn):
+    """Relay Binance 1-minute klines into ``binance_candle``, then the 24-hour ticker."""
+
+    name = "binance"
+    upstream = BINANCE
+
+    def __init__(self, pool: ConnectionPool, source: BinanceSource, **kwargs):
+        super().__init__(pool, **kwargs)
+        self.source = source
+
+    def resolve(self, symbol: str | None) -> str:
+        return binance.resolve_symbol(symbol)
+
+    def resume_point(self, conn, symbol: str) -> datetime | None:
+        # Start at the newest stored minute: it may have been still open.
+        return candle_store.newest_open_time(conn, symbol)
+
+    def fetch_page(self, symbol: str, start: datetime, deadline: float):
+        return self.source.fetch_klines(symbol, start, deadline=deadline)
+
+    def store_page(self, conn, symbol: str, page) -> int:
+        return candle_store.store_klines(conn, symbol, page, self.now())
+
+    def is_last_page(self, page) -> bool:
+        return len(page) < self.source.page_limit
+
+    def next_start(self, page) -> datetime:
+        return max(kline.open_time for kline in page) + binance.MINUTE
+
+    def finish_symbol(self, symbol: str, deadline: float) -> int:
+        ticker = self.source.fetch_ticker(symbol, deadline=deadline)
+        with db.connection(self.pool) as conn:
+            candle_store.store_ticker(conn, ticker, self.now())
+        return 0  # the ticker refreshes every run; only candles count as new rows

@@ -187,3 +187,114 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def make_klines(
+    start: datetime,
+    count: int,
+    *,
+    price: str = "0.50000000",
+    step: str = "0.00010000",
+    seed: int = 0,
+) -> list[list]:
+    """Make ``count`` 1-minute klines in Binance's 12-field shape, prices exact.
+
+    Minute i closes at ``price + i * step``; it opens at the previous close.
+    """
+    base, delta = Decimal(price), Decimal(step)
+    klines = []
+    for i in range(count):
+        open_ms = int(start.timestamp() * 1000) + i * 60_000
+        close = base + delta * i
+        opened = close - delta
+        high = max(opened, close) + Decimal("0.00000100")
+        low = min(opened, close) - Decimal("0.00000100")
+        volume = Decimal(1000 + (i * 37 + seed) % 500) + Decimal("0.12345678")
+        klines.append([
+            open_ms, f"{opened:.8f}", f"{high:.8f}", f"{low:.8f}", f"{close:.8f}",
+            f"{volume:.8f}", open_ms + 59_999, f"{volume * close:.8f}", 100 + i % 50,
+            f"{volume / 2:.8f}", f"{volume * close / 2:.8f}", "0",
+        ])  # fmt: skip
+    return klines
+
+
+def make_ticker(symbol: str, last_price: str, close_time: datetime) -> dict:
+    """A 24hr ticker object as Binance sends it (numbers as strings, times as ints)."""
+    close_ms = int(close_time.timestamp() * 1000)
+    return {
+        "symbol": symbol, "priceChange": "0.01000000", "priceChangePercent": "1.000",
+        "weightedAvgPrice": last_price, "prevClosePrice": last_price, "lastPrice": last_price,
+        "lastQty": "1.00000000", "bidPrice": last_price, "bidQty": "1.00000000",
+        "askPrice": last_price, "askQty": "1.00000000", "openPrice": last_price,
+        "highPrice": last_price, "lowPrice": last_price, "volume": "1000.00000000",
+        "quoteVolume": "1000.00000000", "openTime": close_ms - 86_400_000,
+        "closeTime": close_ms, "firstId": 1, "lastId": 100, "count": 100,
+    }  # fmt: skip
+
+
+class FakeBinance:
+    """Serve ``/api/v3/klines`` and ``/api/v3/ticker/24hr`` as Binance does.
+
+    Klines honour ``startTime``, ``endTime`` and ``limit`` (default 500, at
+    most 1000); unknown symbols get ``{"code": -1121, ...}``; every answer
+    carries ``X-MBX-USED-WEIGHT-1M``, growing by the endpoint's weight.
+    """
+
+    def __init__(self, httpserver, *, weight_per_request: int = 2):
+        self.klines: dict[str, list[list]] = {}
+        self.tickers: dict[str, dict] = {}
+        self.requests: list[dict] = []
+        self.fail_on_call: dict[int, tuple] = {}
+        self.used_weight = 0
+        self.weight_per_request = weight_per_request
+        httpserver.expect_request("/api/v3/klines").respond_with_handler(self._klines)
+        httpserver.expect_request("/api/v3/ticker/24hr").respond_with_handler(self._ticker)
+
+    def add(self, symbol: str, klines: list[list]) -> None:
+        """Add klines; one with the open time of a stored one replaces it."""
+        by_open = {k[0]: k for k in self.klines.get(symbol, [])}
+        by_open.update({k[0]: k for k in klines})
+        self.klines[symbol] = [by_open[t] for t in sorted(by_open)]
+
+    def _answer(self, request: Request, payload) -> Response:
+        self.requests.append({"path": request.path, **request.args})
+        self.used_weight += self.weight_per_request
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self.used_weight)}
+        call = len(self.requests)
+        if call in self.fail_on_call:
+            status, body, *extra = self.fail_on_call[call]
+            return Response(
+                body,
+                status=status,
+                content_type="application/json",
+                headers={**headers, **(extra[0] if extra else {})},
+            )
+        if payload is None:
+            return Response(
+                '{"code":-1121,"msg":"Invalid symbol."}',
+                status=400,
+                content_type="application/json",
+                headers=headers,
+            )
+        return Response(json.dumps(payload), content_type="application/json", headers=headers)
+
+    def _klines(self, request: Request) -> Response:
+        symbol = request.args.get("symbol", "")
+        assert request.args.get("interval") == "1m", request.args
+        rows = self.klines.get(symbol)
+        if rows is None:
+            return self._answer(request, None)
+        start = int(request.args.get("startTime", 0))
+        end = int(request.args.get("endTime", 2**62))
+        limit = min(int(request.args.get("limit", 500)), 1000)
+        return self._answer(request, [k for k in rows if start <= k[0] <= end][:limit])
+
+    def _ticker(self, request: Request) -> Response:
+        symbol = request.args.get("symbol", "")
+        if symbol not in self.klines and symbol not in self.tickers:
+            return self._answer(request, None)
+        ticker = self.tickers.get(symbol)
+        if ticker is None:  # derive one from the newest kline
+            last = self.klines[symbol][-1]
+            ticker = make_ticker(symbol, last[4], datetime.fromtimestamp(last[6] / 1000, UTC))
+        return self._answer(request, ticker)

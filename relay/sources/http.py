@@ -28,6 +28,10 @@ RETRY_STATUSES = frozenset({418, 429, 500, 502, 503, 504})
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
+class OutOfTime(Exception):
+    """The next upstream request could only start after the run's deadline."""
+
+
 class UpstreamClient:
     """Send GET requests to one upstream, retrying what is worth retrying.
 
@@ -53,7 +57,7 @@ class UpstreamClient:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self._sleep = sleep
-        self._clock = clock
+        self.clock = clock
 
     def get(
         self,
@@ -116,7 +120,7 @@ class UpstreamClient:
         return self.backoff_s * (2 ** (attempt - 1))
 
     def _fits(self, wait: float, deadline: float | None) -> bool:
-        return deadline is None or self._clock() + wait < deadline
+        return deadline is None or self.clock() + wait < deadline
 
 
 def parse_retry_after(value: str | None) -> float | None:

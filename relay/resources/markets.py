@@ -1,0 +1,86 @@
+"""Relay-out routes for Binance symbols: price, 24-hour profit, candles."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from relay import markets, params
+from relay.errors import BadRequest, envelope
+from relay.sources.binance import resolve_symbol
+
+MAX_VALUE = Decimal("1e15")
+MAX_VALUE_DECIMALS = 18
+
+
+def _symbol(req, name: str) -> str:
+    raw = params.text(req, name, required=True)
+    try:
+        return resolve_symbol(raw)
+    except BadRequest:
+        raise BadRequest(f"Bad Request: {name} parameter is not a valid symbol") from None
+
+
+def parse_value(req) -> Decimal:
+    """A positive, finite amount of at most 1e15 with at most 18 decimals."""
+    raw = params.text(req, "value", required=True)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        value = None
+    if (
+        value is None
+        or not value.is_finite()
+        or value <= 0
+        or value > MAX_VALUE
+        or -value.as_tuple().exponent > MAX_VALUE_DECIMALS
+    ):
+        raise BadRequest(
+            "Bad Request: value parameter must be a positive number no larger than 1e15"
+        )
+    return value
+
+
+class PriceResource:
+    """GET /relay-out/price?currency=ADAUSDT"""
+
+    auth_scope = "relay:out"
+
+    def __init__(self, pool):
+        self._pool = pool
+
+    def on_get(self, req, resp):
+        symbol = _symbol(req, "currency")
+        resp.media = envelope(200, "OK", markets.latest_price(self._pool, symbol))
+
+
+class ProfitResource:
+    """GET /relay-out/profit?value=1000&currency=ADAUSDT"""
+
+    auth_scope = "relay:out"
+
+    def __init__(self, pool):
+        self._pool = pool
+
+    def on_get(self, req, resp):
+        symbol = _symbol(req, "currency")
+        value = parse_value(req)
+        resp.media = envelope(200, "OK", markets.profit(self._pool, symbol, value))
+
+
+class CandlesResource:
+    """GET /relay-out/candles?symbol=BTCUSDT&interval=1h&start=&end="""
+
+    auth_scope = "relay:out"
+
+    def __init__(self, pool):
+        self._pool = pool
+
+    def on_get(self, req, resp):
+        symbol = _symbol(req, "symbol")
+        interval = params.text(req, "interval") or "1h"
+        if interval not in markets.INTERVALS:
+            raise BadRequest(
+                "Bad Request: interval parameter must be one of " + ", ".join(markets.INTERVALS)
+            )
+        start, end = params.time_range(req)
+        resp.media = envelope(200, "OK", markets.candles(self._pool, symbol, interval, start, end))

@@ -1,0 +1,255 @@
+"""Binance spot market data: 1-minute klines and the 24-hour ticker.
+
+``GET {BINANCE_URL}/api/v3/klines?symbol=&interval=1m&startTime=&limit=1000``
+answers 12-field arrays, oldest first::
+
+    [openTime, "open", "high", "low", "close", "volume", closeTime,
+     "quoteVolume", trades, "takerBuyBase", "takerBuyQuote", "ignore"]
+
+``GET {BINANCE_URL}/api/v3/ticker/24hr?symbol=`` answers one object with
+``lastPrice``, ``openTime``, ``closeTime`` and the rolling-window figures.
+Errors are ``{"code": -1121, "msg": "Invalid symbol."}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
+
+from relay.errors import BadRequest, UpstreamError
+from relay.sources.http import OutOfTime, UpstreamClient, json_body
+
+log = logging.getLogger(__name__)
+
+NAME = "Binance"
+PAGE_LIMIT = 1000
+MINUTE = timedelta(minutes=1)
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
+_INVALID_SYMBOL = -1121
+# Binance's published REQUEST_WEIGHT limit for /api/*, per IP and minute.
+DEFAULT_WEIGHT_LIMIT = 6000
+# Stop short of the limit: other clients on the same IP (or a retry) need room.
+WEIGHT_HEADROOM = 0.8
+
+
+class Kline(NamedTuple):
+    """One 1-minute candle, in the column order of the staging COPY."""
+
+    open_time: datetime
+    close_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal
+    trades: int
+    taker_buy_base: Decimal
+    taker_buy_quote: Decimal
+
+
+class Ticker(NamedTuple):
+    symbol: str
+    last_price: Decimal
+    open_price: Decimal
+    high_price: Decimal
+    low_price: Decimal
+    volume: Decimal
+    quote_volume: Decimal
+    price_change: Decimal
+    price_change_percent: Decimal
+    open_time: datetime
+    close_time: datetime
+    trades: int
+
+
+def resolve_symbol(text: str | None) -> str:
+    """Normalize a Binance symbol such as ``adausdt``; BadRequest when malformed."""
+    if text is None or not text.strip():
+        raise BadRequest("Bad Request: Check Symbol Parameter")
+    candidate = text.strip().upper()
+    if not _SYMBOL.match(candidate):
+        raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": text[:100]})
+    return candidate
+
+
+class BinanceSource:
+    """Fetch klines and tickers, keeping below the request-weight budget."""
+
+    def __init__(
+        self,
+        client: UpstreamClient,
+        base_url: str,
+        *,
+        weight_limit: int = DEFAULT_WEIGHT_LIMIT,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
+    ):
+        self.client = client
+        self.base_url = base_url.rstrip("/")
+        self.page_limit = PAGE_LIMIT
+        self.weight_limit = weight_limit
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._used_weight = 0
+        self._weight_minute = -1
+
+    def fetch_klines(self, symbol: str, start: datetime, *, deadline: float) -> list[Kline]:
+        """Return up to 1000 one-minute klines opening at or after ``start``."""
+        payload = self._get(
+            "/api/v3/klines",
+            {
+                "symbol": symbol,
+                "interval": "1m",
+                "startTime": to_millis(start),
+                "limit": self.page_limit,
+            },
+            symbol,
+            deadline,
+        )
+        return parse_klines(payload)
+
+    def fetch_ticker(self, symbol: str, *, deadline: float) -> Ticker:
+        return parse_ticker(self._get("/api/v3/ticker/24hr", {"symbol": symbol}, symbol, deadline))
+
+    def _get(self, path: str, params: dict, symbol: str, deadline: float) -> Any:
+        self._respect_weight(deadline)
+        resp = self.client.get(f"{self.base_url}{path}", params=params, deadline=deadline)
+        self._note_weight(resp.headers.get("X-MBX-USED-WEIGHT-1M"))
+        if resp.status_code == 200:
+            return json_body(resp, NAME)
+        code, message = _error(resp)
+        if code == _INVALID_SYMBOL:
+            raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": symbol})
+        if resp.status_code == 451:
+            raise UpstreamError(
+                f"Bad Gateway: {NAME} refuses requests from this server's region (HTTP 451); "
+                "run the app in an EU region or set BINANCE_URL to a permitted host"
+            )
+        detail = f" (code {code}: {message[:200]})" if code is not None else ""
+        raise UpstreamError(f"Bad Gateway: {NAME} answered HTTP {resp.status_code}{detail}")
+
+    def _note_weight(self, header: str | None) -> None:
+        try:
+            used = int(header) if header is not None else None
+        except ValueError:
+            used = None
+        if used is not None:
+            self._used_weight = used
+            self._weight_minute = int(self._wall_clock() // 60)
+
+    def _respect_weight(self, deadline: float) -> None:
+        """Wait for the next minute when the last answer said the budget is nearly spent."""
+        now = self._wall_clock()
+        if int(now // 60) != self._weight_minute:
+            return  # Binance's window is the calendar minute: a new one starts afresh
+        if self._used_weight < self.weight_limit * WEIGHT_HEADROOM:
+            return
+        wait = 60 - now % 60 + 0.5
+        if self.client.clock() + wait >= deadline:
+            raise OutOfTime()
+        log.info("binance: used weight %d, pausing %.1f s", self._used_weight, wait)
+        self._sleep(wait)
+
+
+def _error(resp) -> tuple[int | None, str]:
+    try:
+        body = resp.json()
+        return int(body["code"]), str(body.get("msg", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, ""
+
+
+def to_millis(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def from_millis(value: Any) -> datetime:
+    """Binance times are epoch milliseconds (numbers; some recorders write strings)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"time {value!r} is not epoch milliseconds")
+    millis = int(value)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise TypeError(f"{what} is not a number")
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"{what} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{what} is not finite")
+    return number
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{what} is not a whole number")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{what} is negative")
+    return number
+
+
+def parse_klines(payload: Any) -> list[Kline]:
+    """Validate a klines page; one bad row fails the whole page."""
+    if not isinstance(payload, list):
+        raise UpstreamError(
+            f"Bad Gateway: {NAME} klines are a {type(payload).__name__}, not a list"
+        )
+    klines = []
+    for index, row in enumerate(payload):
+        try:
+            if not isinstance(row, list) or len(row) < 11:
+                raise ValueError("not a 12-field kline array")
+            open_time, close_time = from_millis(row[0]), from_millis(row[6])
+            kline = Kline(
+                open_time=open_time,
+                close_time=close_time,
+                open=_decimal(row[1], "open"),
+                high=_decimal(row[2], "high"),
+                low=_decimal(row[3], "low"),
+                close=_decimal(row[4], "close"),
+                volume=_decimal(row[5], "volume"),
+                quote_volume=_decimal(row[7], "quoteVolume"),
+                trades=_count(row[8], "trades"),
+                taker_buy_base=_decimal(row[9], "takerBuyBase"),
+                taker_buy_quote=_decimal(row[10], "takerBuyQuote"),
+            )
+            if close_time <= open_time or kline.low > kline.high:
+                raise ValueError("inconsistent times or prices")
+        except (TypeError, ValueError) as exc:
+            raise UpstreamError(f"Bad Gateway: {NAME} kline #{index} is malformed: {exc}") from exc
+        klines.append(kline)
+    return klines
+
+
+def parse_ticker(payload: Any) -> Ticker:
+    if not isinstance(payload, dict):
+        raise UpstreamError(f"Bad Gateway: {NAME} ticker is not an object")
+    try:
+        return Ticker(
+            symbol=str(payload["symbol"]),
+            last_price=_decimal(payload["lastPrice"], "lastPrice"),
+            open_price=_decimal(payload["openPrice"], "openPrice"),
+            high_price=_decimal(payload["highPrice"], "highPrice"),
+            low_price=_decimal(payload["lowPrice"], "lowPrice"),
+            volume=_decimal(payload["volume"], "volume"),
+            quote_volume=_decimal(payload["quoteVolume"], "quoteVolume"),
+            price_change=_decimal(payload["priceChange"], "priceChange"),
+            price_change_percent=_decimal(payload["priceChangePercent"], "priceChangePercent"),
+            open_time=from_millis(payload["openTime"]),
+            close_time=from_millis(payload["closeTime"]),
+            trades=_count(payload["count"], "count"),
+        )
+    except KeyError as exc:
+        raise UpstreamError(f"Bad Gateway: {NAME} ticker lacks {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise UpstreamError(f"Bad Gateway: {NAME} ticker is malformed: {exc}") from exc
