@@ -20,13 +20,15 @@ from psycopg_pool import ConnectionPool
 from relay import db, errors, media
 from relay.auth import AuthMiddleware, Revocations
 from relay.config import Config
-from relay.ingest import BinanceRelayIn, CoinAPIRelayIn, utcnow
+from relay.fx import FX
+from relay.ingest import BinanceRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
 from relay.middleware import RequestIdMiddleware
+from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
 from relay.resources.health import HealthResource
 from relay.resources.markets import CandlesResource, PriceResource, ProfitResource
 from relay.resources.relay_in import RelayInResource, SourceRelayInResource
 from relay.resources.relay_out import RecordsResource
-from relay.sources import binance, coinapi
+from relay.sources import binance, coinapi, ecb
 from relay.sources.http import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,14 @@ def create_app(
         now=now,
         clock=clock,
     )
-    runners = {runner.name: runner for runner in (coinapi_in, binance_in)}
+    ecb_in = ECBRelayIn(
+        pool,
+        ecb.ECBSource(client(ecb.NAME), config.ecb_url),
+        budget_s=config.relay_in_budget_s,
+        clock=clock,
+    )
+    runners = {runner.name: runner for runner in (coinapi_in, binance_in, ecb_in)}
+    fx = FX(pool, now)
 
     app = falcon.App(
         middleware=[
@@ -102,6 +111,9 @@ def create_app(
     app.add_route(f"{API}/relay-out/price", PriceResource(pool))
     app.add_route(f"{API}/relay-out/profit", ProfitResource(pool))
     app.add_route(f"{API}/relay-out/candles", CandlesResource(pool))
+    app.add_route(f"{API}/relay-out/rates", RatesResource(fx))
+    app.add_route(f"{API}/relay-out/rates/series", SeriesResource(fx))
+    app.add_route(f"{API}/relay-out/convert", ConvertResource(fx))
     return app
 
 

@@ -31,6 +31,7 @@ class Config:
     binance_symbols: tuple[str, ...] = ("ADABTC", "ADAUSDT", "BTCUSDT")
     binance_backfill_hours: int = 48
     binance_weight_limit: int = 6000
+    ecb_url: str = "https://www.ecb.europa.eu/stats/eurofxref"
     relay_in_budget_s: float = 20.0
     upstream_timeout_s: float = 10.0
     db_pool_min: int = 1
@@ -76,6 +77,7 @@ class Config:
             binance_weight_limit=_int(
                 env, "BINANCE_WEIGHT_LIMIT", cls.binance_weight_limit, 10, 1_000_000
             ),
+            ecb_url=_url(env, "ECB_URL", cls.ecb_url),
             relay_in_budget_s=_float(env, "RELAY_IN_BUDGET_S", cls.relay_in_budget_s, 0.1, 3600),
             upstream_timeout_s=_float(
                 env, "RELAY_UPSTREAM_TIMEOUT", cls.upstream_timeout_s, 0.1, 600

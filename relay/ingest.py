@@ -11,19 +11,21 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from psycopg_pool import ConnectionPool
 
 from relay import db
 from relay.errors import RelayError, UpstreamError
-from relay.sources import binance
+from relay.sources import binance, ecb
 from relay.sources.binance import NAME as BINANCE
 from relay.sources.binance import BinanceSource
 from relay.sources.coinapi import NAME as COINAPI
 from relay.sources.coinapi import CoinAPISource, resolve_symbol
+from relay.sources.ecb import ECBSource
 from relay.sources.http import OutOfTime
 from relay.store import candles as candle_store
+from relay.store import rates as rate_store
 from relay.store import trades as trade_store
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class PagedRelayIn:
 
     name: str  # the route segment: /relay-in/{name}
     upstream: str  # how messages name the upstream
+    takes_symbols = True
 
     def __init__(
         self,
@@ -226,3 +229,62 @@ class BinanceRelayIn(PagedRelayIn):
         with db.connection(self.pool) as conn:
             candle_store.store_ticker(conn, ticker, self.now())
         return 0  # the ticker refreshes every run; only candles count as new rows
+
+
+def previous_business_day(day: date) -> date:
+    """The weekday before ``day`` (TARGET holidays aside: a gap check errs towards fetching)."""
+    day -= timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+class ECBRelayIn:
+    """Relay the ECB's daily reference rates, backfilling whatever is missing first.
+
+    The daily file, and the history file a gap calls for, are stored in one
+    transaction: a day is stored whole or not at all, and a malformed file
+    stores nothing.
+    """
+
+    name = "ecb"
+    upstream = ecb.NAME
+    takes_symbols = False
+    GAP_90D = timedelta(days=90)
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        source: ECBSource,
+        *,
+        budget_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.pool = pool
+        self.source = source
+        self.budget_s = budget_s
+        self.clock = clock
+
+    def run(self, symbols: Sequence[str] = ()) -> RunResult:
+        deadline = self.clock() + self.budget_s
+        daily = self.source.fetch(ecb.DAILY, deadline=deadline)
+        daily_day = max(rate.day for rate in daily)
+        with db.connection(self.pool) as conn:
+            newest = rate_store.newest_day(conn)
+        backfill: list = []
+        if newest is None or newest < previous_business_day(daily_day):
+            name = ecb.HIST_ZIP
+            if newest is not None and daily_day - newest < self.GAP_90D:
+                name = ecb.HIST_90D
+            log.info(
+                "ecb: newest stored day %s, daily is %s: backfilling from %s",
+                newest,
+                daily_day,
+                name,
+            )
+            backfill = self.source.fetch(name, deadline=deadline)
+        with db.connection(self.pool) as conn:
+            processed = rate_store.store_rates(conn, [*backfill, *daily])
+        result = RunResult()
+        result.add("EUR", processed)
+        return result

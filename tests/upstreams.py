@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -298,3 +298,86 @@ class FakeBinance:
             last = self.klines[symbol][-1]
             ticker = make_ticker(symbol, last[4], datetime.fromtimestamp(last[6] / 1000, UTC))
         return self._answer(request, ticker)
+
+
+# -- ECB -------------------------------------------------------------------------------
+
+ECB_NS = "http://www.ecb.int/vocabulary/2002-08-01/eurofxref"
+
+
+def ecb_days(xml_text: str) -> dict[str, dict[str, str]]:
+    """Read an ECB XML file into {day: {currency: rate text}}, keeping the digits."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml_text)  # noqa: S314
+    days = {}
+    for cube in root.iter(f"{{{ECB_NS}}}Cube"):
+        if cube.get("time"):
+            days[cube.get("time")] = {c.get("currency"): c.get("rate") for c in cube}
+    return days
+
+
+def ecb_xml(days: dict[str, dict[str, str]]) -> bytes:
+    """Render {day: {currency: rate}} as the ECB's gesmes envelope, newest day first."""
+    cubes = "".join(
+        f"<Cube time='{day}'>"
+        + "".join(f"<Cube currency='{c}' rate='{r}'/>" for c, r in rates.items())
+        + "</Cube>"
+        for day, rates in sorted(days.items(), reverse=True)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" '
+        f'xmlns="{ECB_NS}"><gesmes:subject>Reference rates</gesmes:subject>'
+        "<gesmes:Sender><gesmes:name>European Central Bank</gesmes:name></gesmes:Sender>"
+        f"<Cube>{cubes}</Cube></gesmes:Envelope>"
+    ).encode()
+
+
+def ecb_hist_zip(days: dict[str, dict[str, str]], columns: list[str]) -> bytes:
+    """Render the full-history zip: Date + columns, N/A for gaps, a trailing empty column."""
+    import io
+    import zipfile
+
+    lines = ["Date," + ",".join(columns) + ","]
+    for day, rates in sorted(days.items(), reverse=True):
+        lines.append(day + "," + ",".join(rates.get(c, "N/A") for c in columns) + ",")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("eurofxref-hist.csv", "\n".join(lines) + "\n")
+    return buffer.getvalue()
+
+
+def synthetic_ecb_history(start: date, end: date, currencies: list[str]) -> dict:
+    """Every weekday from start to end with a rate per currency, 4-6 significant digits."""
+    days = {}
+    day = start
+    while day <= end:
+        if day.weekday() < 5:
+            n = day.toordinal()
+            days[day.isoformat()] = {
+                c: f"{(i + 1) * 1.5 + (n % 97) / 1000 + i / 10000:.4f}"
+                for i, c in enumerate(currencies)
+            }
+        day += timedelta(days=1)
+    return days
+
+
+class FakeECB:
+    """Serve the ECB's three files from bytes the test sets."""
+
+    def __init__(self, httpserver):
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        for name in ("eurofxref-daily.xml", "eurofxref-hist-90d.xml", "eurofxref-hist.zip"):
+            httpserver.expect_request(f"/{name}").respond_with_handler(self._handler(name))
+
+    def _handler(self, name):
+        def handle(request: Request) -> Response:
+            self.requests.append(name)
+            if name not in self.files:
+                return Response("Not Found", status=404, content_type="text/plain")
+            kind = "application/zip" if name.endswith(".zip") else "text/xml"
+            return Response(self.files[name], content_type=kind)
+
+        return handle

@@ -17,6 +17,7 @@ class Runner(Protocol):
     """What every source's relay-in offers to the routes."""
 
     name: str
+    takes_symbols: bool  # False for a source that relays everything it has (the ECB)
 
     def default_symbols(self) -> list[str]: ...
 
@@ -51,6 +52,9 @@ class RelayInResource:
             raise BadRequest(
                 f"Bad Request: source parameter must be one of {', '.join(sorted(self._runners))}"
             )
+        if not runner.takes_symbols:
+            answer(resp, runner.run([]))
+            return
         symbol = runner.resolve(params.text(req, "Symbol"))
         answer(resp, runner.run([symbol]))
 
@@ -65,6 +69,11 @@ class SourceRelayInResource:
 
     def on_post(self, req, resp):
         body = req.get_media(default_when_empty=None)
+        if not self._runner.takes_symbols:
+            if body not in (None, {}):
+                raise BadRequest(f"Bad Request: {self._runner.name} relay-in takes no body")
+            answer(resp, self._runner.run([]))
+            return
         symbols = parse_symbols(body) or self._runner.default_symbols()
         if not symbols:
             raise BadRequest("Bad Request: symbols must be given in the body")

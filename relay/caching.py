@@ -1,0 +1,51 @@
+"""Answers that can be cached: a strong ETag over the exact body, and 304 on a match."""
+
+from __future__ import annotations
+
+import hashlib
+
+import falcon
+
+from relay import media
+
+
+def _tags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    tags = set()
+    for part in header.split(","):
+        tag = part.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]  # If-None-Match compares weakly (RFC 9110 13.1.2)
+        tags.add(tag)
+    return tags
+
+
+def send(
+    req: falcon.Request,
+    resp: falcon.Response,
+    body: bytes,
+    *,
+    content_type: str,
+    cache_control: str,
+) -> None:
+    """Send ``body`` with a strong ETag, or 304 when the client already holds it."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
+    resp.set_header("ETag", etag)
+    resp.set_header("Cache-Control", cache_control)
+    tags = _tags(req.get_header("If-None-Match"))
+    if etag in tags or "*" in tags:
+        resp.status = 304
+        return
+    resp.content_type = content_type
+    resp.data = body
+
+
+def send_json(req, resp, envelope: dict, *, cache_control: str) -> None:
+    send(
+        req,
+        resp,
+        media.dumps(envelope),
+        content_type=falcon.MEDIA_JSON,
+        cache_control=cache_control,
+    )

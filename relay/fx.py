@@ -1,0 +1,151 @@
+"""Euro reference rates: rates on a day, series, conversions; cross rates through the euro."""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from psycopg_pool import ConnectionPool
+
+from relay import db
+from relay.errors import BadRequest, NotFound
+from relay.store import rates as rate_store
+
+FIRST_PUBLISHED = date(1999, 1, 4)
+MAX_SERIES_DAYS = 366
+# Cross rates: 10 significant digits; conversion results: 6 decimal places;
+# both half-to-even from a 50-digit intermediate. Rates against EUR are the
+# ECB's own digits.
+_CONTEXT = decimal.Context(prec=50, rounding=decimal.ROUND_HALF_EVEN)
+_CROSS = decimal.Context(prec=10, rounding=decimal.ROUND_HALF_EVEN)
+RESULT = Decimal("0.000001")
+IMMUTABLE = "public, max-age=31536000, immutable"
+_CET = ZoneInfo("Europe/Berlin")
+PUBLICATION = time(16, 0)  # around 16:00 CET each business day
+
+
+def cross(rate_to: Decimal, rate_from: Decimal) -> Decimal:
+    """Units of ``to`` per unit of ``from``, both given per EUR."""
+    if rate_from == 1:
+        return rate_to  # base EUR: the published digits as they are
+    return _CROSS.divide(rate_to, rate_from)
+
+
+def next_publication(after: datetime) -> datetime:
+    """The next business day's 16:00 CET after ``after``, in UTC."""
+    local = after.astimezone(_CET)
+    day = local.date()
+    if local.time() >= PUBLICATION or day.weekday() >= 5:
+        day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime.combine(day, PUBLICATION, _CET).astimezone(UTC)
+
+
+class FX:
+    """Read rates for relay-out. ``now`` decides what "future" and "latest" mean."""
+
+    def __init__(self, pool: ConnectionPool, now: Callable[[], datetime]):
+        self.pool = pool
+        self.now = now
+
+    def _check_date(self, on: date, name: str) -> None:
+        if on > self.now().date():
+            raise BadRequest(f"Bad Request: {name} parameter is in the future")
+        if on < FIRST_PUBLISHED:
+            raise NotFound(
+                f"Not Found: no rates before {FIRST_PUBLISHED.isoformat()} ({name} parameter)"
+            )
+
+    def _day(self, conn, on: date | None) -> date:
+        day = rate_store.newest_day(conn) if on is None else rate_store.day_at_or_before(conn, on)
+        if day is None:
+            raise NotFound("Not Found: no rates stored for that date")
+        return day
+
+    def _require(self, conn, rates: dict, currencies: Sequence[str], day: date) -> None:
+        for currency in currencies:
+            if currency != "EUR" and currency not in rates:
+                if rate_store.known_currency(conn, currency):
+                    raise NotFound(f"Not Found: no {currency} rate on {day.isoformat()}")
+                raise NotFound(f"Not Found: unknown currency {currency}")
+
+    def cache_policy(self, on: date | None, newest: date) -> str:
+        """An answer for a date we already hold a later-or-equal day for never changes
+        (the ECB does not revise); ``latest`` and later dates last until the next publication.
+        """
+        if on is not None and on <= newest:
+            return IMMUTABLE
+        seconds = int((next_publication(self.now()) - self.now()).total_seconds())
+        return f"public, max-age={max(60, seconds)}"
+
+    def rates(self, on: date | None, base: str, symbols: Sequence[str] | None) -> tuple[dict, str]:
+        if on is not None:
+            self._check_date(on, "date")
+        with db.connection(self.pool) as conn:
+            day = self._day(conn, on)
+            published = {"EUR": Decimal(1), **rate_store.rates_on(conn, day)}
+            self._require(conn, published, [base, *(symbols or ())], day)
+            newest = rate_store.newest_day(conn)
+        wanted = symbols or sorted(c for c in published if c != base)
+        rates = {c: cross(published[c], published[base]) for c in wanted}
+        data = {"base": base, "date": day, "rates": rates}
+        return data, self.cache_policy(on, newest)
+
+    def series(
+        self, start: date, end: date | None, base: str, symbols: Sequence[str] | None
+    ) -> tuple[dict, str]:
+        self._check_date(start, "start")
+        if end is not None:
+            self._check_date(end, "end")
+        with db.connection(self.pool) as conn:
+            newest = rate_store.newest_day(conn)
+            if newest is None:
+                raise NotFound("Not Found: no rates stored")
+            requested_end, end = end, end or newest
+            if start > end:
+                raise BadRequest("Bad Request: start parameter is after end")
+            if (end - start).days + 1 > MAX_SERIES_DAYS:
+                raise BadRequest(
+                    f"Bad Request: start parameter is more than {MAX_SERIES_DAYS} days before end"
+                )
+            by_day: dict[date, dict[str, Decimal]] = {}
+            for day, currency, rate in rate_store.series(conn, start, end):
+                by_day.setdefault(day, {"EUR": Decimal(1)})[currency] = rate
+            for currency in [base, *(symbols or ())]:
+                if currency != "EUR" and not rate_store.known_currency(conn, currency):
+                    raise NotFound(f"Not Found: unknown currency {currency}")
+        out = {}
+        for day, published in by_day.items():
+            if base not in published:
+                continue  # the base had no rate that day (e.g. before it was published)
+            wanted = symbols or sorted(c for c in published if c != base)
+            out[day.isoformat()] = {
+                c: cross(published[c], published[base]) for c in wanted if c in published
+            }
+        data = {"base": base, "start": start, "end": end, "rates": out}
+        return data, self.cache_policy(requested_end, newest)
+
+    def convert(
+        self, source: str, target: str, amount: Decimal, on: date | None
+    ) -> tuple[dict, str]:
+        if on is not None:
+            self._check_date(on, "date")
+        with db.connection(self.pool) as conn:
+            day = self._day(conn, on)
+            published = {"EUR": Decimal(1), **rate_store.rates_on(conn, day)}
+            self._require(conn, published, [source, target], day)
+            newest = rate_store.newest_day(conn)
+        exact = _CONTEXT.divide(_CONTEXT.multiply(amount, published[target]), published[source])
+        data = {
+            "from": source,
+            "to": target,
+            "amount": amount,
+            "date": day,
+            "rate": cross(published[target], published[source]),
+            "result": exact.quantize(RESULT, context=_CONTEXT),
+        }
+        return data, self.cache_policy(on, newest)

@@ -1,0 +1,315 @@
+"""ECB reference rates: relay-in from a loopback ECB, rates/series/convert out."""
+
+from __future__ import annotations
+
+import decimal
+import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from tests.upstreams import (
+    FIXTURES,
+    FakeECB,
+    ecb_days,
+    ecb_hist_zip,
+    ecb_xml,
+    synthetic_ecb_history,
+)
+
+IN = "/relay-api/v1/relay-in/ecb"
+OUT = "/relay-api/v1/relay-out"
+DAILY = "eurofxref-daily.xml"
+HIST_90D = "eurofxref-hist-90d.xml"
+ZIP = "eurofxref-hist.zip"
+NOW = datetime(2018, 6, 12, 9, 0, tzinfo=UTC)  # a Tuesday morning, before publication
+
+REAL_90D = ecb_days((FIXTURES / "ecb_hist90d.xml").read_text())  # 2018-03-14 .. 2018-06-11
+REAL_DAILY = ecb_days((FIXTURES / "ecb_daily.xml").read_text())  # 2018-06-11, 4-digit text
+COLUMNS = [
+    "USD",
+    "JPY",
+    "CYP",
+    *sorted(c for c in REAL_DAILY["2018-06-11"] if c not in ("USD", "JPY")),
+]
+
+
+@pytest.fixture
+def ecb(httpserver):
+    return FakeECB(httpserver)
+
+
+@pytest.fixture
+def config(config, httpserver):
+    return config.replace(ecb_url=httpserver.url_for("/").rstrip("/"))
+
+
+@pytest.fixture
+def app(make_app, config):
+    return make_app(config, now=lambda: NOW)
+
+
+def count(conn, *, currency=None, day=None):
+    return conn.execute(
+        "SELECT count(*) FROM ecb_rate WHERE (%(c)s::text IS NULL OR currency = %(c)s) "
+        "AND (%(d)s::date IS NULL OR day = %(d)s)",
+        {"c": currency, "d": day},
+    ).fetchone()[0]
+
+
+def history_until(last_day: str) -> dict:
+    """The real 90-day data up to ``last_day``: a history file as the ECB would serve it."""
+    return {d: r for d, r in REAL_90D.items() if d <= last_day}
+
+
+@pytest.fixture
+def loaded(app, ecb, in_headers):
+    """Backfilled from the zip (to 2018-06-08), then the real daily file (2018-06-11)."""
+    ecb.files[ZIP] = ecb_hist_zip(history_until("2018-06-08"), COLUMNS)
+    ecb.files[DAILY] = (FIXTURES / "ecb_daily.xml").read_bytes()
+    return app.post(IN, headers=in_headers, status=201)
+
+
+def test_an_empty_table_backfills_from_the_zip_then_takes_the_daily_file(loaded, ecb, conn):
+    history = history_until("2018-06-08")
+    expected = sum(len(r) for r in history.values()) + len(REAL_DAILY["2018-06-11"])
+    assert loaded.json["data"]["processed"] == expected
+    assert ecb.requests == [DAILY, ZIP]
+    assert count(conn) == expected
+    # N/A cells (CYP, a currency no longer published) store nothing.
+    assert count(conn, currency="CYP") == 0
+    # Every published digit: the daily file says 0.88180 for GBP.
+    gbp = conn.execute(
+        "SELECT rate::text FROM ecb_rate WHERE day = '2018-06-11' AND currency = 'GBP'"
+    ).fetchone()[0]
+    assert gbp == "0.88180"
+
+
+def test_rerunning_changes_nothing(loaded, app, ecb, conn, in_headers):
+    before = count(conn)
+    app.post(IN, headers=in_headers, status=204)
+    assert count(conn) == before
+    assert ecb.requests[-1] == DAILY and ecb.requests.count(ZIP) == 1
+
+
+def test_a_gap_under_90_days_is_filled_from_the_90_day_file(app, ecb, conn, in_headers):
+    early = synthetic_ecb_history(date(2018, 1, 1), date(2018, 3, 13), ["USD", "JPY"])
+    ecb.files[ZIP] = ecb_hist_zip(early, ["USD", "JPY"])
+    ecb.files[DAILY] = ecb_xml({"2018-03-14": REAL_90D["2018-03-14"]})
+    app.post(IN, headers=in_headers, status=201)
+    assert count(conn, day="2018-03-14") == len(REAL_90D["2018-03-14"])
+
+    ecb.files[HIST_90D] = (FIXTURES / "ecb_hist90d.xml").read_bytes()
+    ecb.files[DAILY] = (FIXTURES / "ecb_daily.xml").read_bytes()
+    app.post(IN, headers=in_headers, status=201)
+
+    assert ecb.requests[-2:] == [DAILY, HIST_90D]
+    days = [r[0] for r in conn.execute("SELECT DISTINCT day FROM ecb_rate ORDER BY 1")]
+    assert [d.isoformat() for d in days if d >= date(2018, 3, 14)] == sorted(REAL_90D)
+
+
+def test_the_daily_file_the_day_after_needs_no_backfill(loaded, app, ecb, in_headers):
+    next_day = {"2018-06-12": {"USD": "1.1780", "JPY": "129.98"}}
+    ecb.files[DAILY] = ecb_xml(next_day)
+    resp = app.post(IN, headers=in_headers, status=201)
+    assert resp.json["data"]["processed"] == 2
+    assert ecb.requests[-1] == DAILY and ecb.requests.count(ZIP) == 1
+
+
+def test_get_route_with_source_ecb(loaded, app, ecb, in_headers):
+    app.get("/relay-api/v1/relay-in", {"source": "ecb"}, headers=in_headers, status=204)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        ("zip", b"PK\x03\x04 this is not a whole zip"),
+        ("zip", None),  # a real zip cut in half, set below
+        ("daily", b"<gesmes:Envelope><Cube><Cube time='2018-06-11'>"),
+        ("daily", ecb_xml({"2018-06-11": {"USD": "one point one"}})),
+        ("daily", ecb_xml({"2018-13-45": {"USD": "1.1"}})),
+    ],
+)
+def test_a_malformed_file_is_502_and_stores_nothing(app, ecb, conn, in_headers, broken):
+    which, content = broken
+    good_zip = ecb_hist_zip(history_until("2018-06-08"), COLUMNS)
+    ecb.files[ZIP] = good_zip
+    ecb.files[DAILY] = (FIXTURES / "ecb_daily.xml").read_bytes()
+    if which == "zip":
+        ecb.files[ZIP] = content if content is not None else good_zip[: len(good_zip) // 2]
+    else:
+        ecb.files[DAILY] = content
+    resp = app.post(IN, headers=in_headers, status=502)
+    assert resp.json["message"].startswith("Bad Gateway: ECB eurofxref-")
+    assert "malformed" in resp.json["message"]
+    assert count(conn) == 0
+
+
+def test_a_csv_with_a_ragged_line_names_it(app, ecb, conn, in_headers):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(
+            "eurofxref-hist.csv", "Date,USD,JPY,\n2018-06-08,1.1,130.0,\n2018-06-07,1.2,\n"
+        )
+    ecb.files[ZIP] = buffer.getvalue()
+    ecb.files[DAILY] = (FIXTURES / "ecb_daily.xml").read_bytes()
+    resp = app.post(IN, headers=in_headers, status=502)
+    assert "line 3" in resp.json["message"]
+    assert count(conn) == 0
+
+
+def test_the_whole_history_backfills_in_one_run(app, ecb, conn, in_headers):
+    currencies = [c for c in COLUMNS if c != "CYP"][:30]
+    history = synthetic_ecb_history(date(1999, 1, 4), date(2026, 11, 20), currencies)
+    ecb.files[ZIP] = ecb_hist_zip(history, currencies)
+    ecb.files[DAILY] = ecb_xml({"2026-11-23": dict.fromkeys(currencies, "1.5")})
+    started = time.perf_counter()
+    resp = app.post(IN, headers=in_headers, status=201)
+    elapsed = time.perf_counter() - started
+    rows = len(history) * 30 + 30
+    assert resp.json["data"]["processed"] == rows
+    assert count(conn) == rows
+    print(f"\nECB full history: {rows} rows in {elapsed:.2f} s ({rows / elapsed:,.0f} rows/s)")
+
+
+# -- relay-out ------------------------------------------------------------------------
+
+
+def get(app, route, query, headers, **kwargs):
+    return app.get(f"{OUT}/{route}", query, headers=headers, **kwargs)
+
+
+def test_latest_rates_against_eur_are_the_published_digits(loaded, app, out_headers):
+    data = get(app, "rates", {"symbols": "USD,GBP"}, out_headers).json["data"]
+    assert data == {
+        "base": "EUR",
+        "date": "2018-06-11",
+        "rates": {"USD": "1.1790", "GBP": "0.88180"},
+    }
+
+
+def test_all_rates_when_no_symbols(loaded, app, out_headers):
+    rates = get(app, "rates", {}, out_headers).json["data"]["rates"]
+    assert len(rates) == len(REAL_DAILY["2018-06-11"])
+
+
+@pytest.mark.parametrize(
+    ("asked", "used"),
+    [
+        ("2018-06-10", "2018-06-08"),  # Sunday
+        ("2018-06-09", "2018-06-08"),  # Saturday
+        ("2018-03-30", "2018-03-29"),  # Good Friday: TARGET closed
+        ("2018-04-02", "2018-03-29"),  # Easter Monday too
+        ("2018-05-01", "2018-04-30"),  # Labour Day
+        ("2018-06-08", "2018-06-08"),
+    ],
+)
+def test_weekends_and_holidays_answer_the_nearest_earlier_business_day(
+    loaded, app, out_headers, asked, used
+):
+    data = get(app, "rates", {"date": asked, "symbols": "USD"}, out_headers).json["data"]
+    assert data["date"] == used
+    assert data["rates"]["USD"] == f"{Decimal(REAL_90D[used]['USD'])}"
+
+
+def test_cross_rates_through_the_euro(loaded, app, out_headers):
+    data = get(
+        app, "rates", {"date": "2018-06-11", "base": "usd", "symbols": "JPY,EUR,USD"}, out_headers
+    ).json["data"]
+    ctx = decimal.Context(prec=10, rounding=decimal.ROUND_HALF_EVEN)
+    assert data["base"] == "USD"
+    assert data["rates"] == {
+        "JPY": f"{ctx.divide(Decimal('129.62'), Decimal('1.1790')):f}",  # 109.9406277
+        "EUR": f"{ctx.divide(Decimal(1), Decimal('1.1790')):f}",
+        "USD": "1",
+    }
+    assert data["rates"]["JPY"] == "109.9406277"
+
+
+def test_convert_worked_out_by_hand(loaded, app, out_headers):
+    query = {"from": "USD", "to": "JPY", "amount": "100", "date": "2018-06-11"}
+    data = get(app, "convert", query, out_headers).json["data"]
+    # 100 x 129.62 / 1.1790 = 10994.06276505513146734520780322...
+    assert data == {
+        "from": "USD",
+        "to": "JPY",
+        "amount": "100",
+        "date": "2018-06-11",
+        "rate": "109.9406277",
+        "result": "10994.062765",
+    }
+    eur = get(app, "convert", {"from": "EUR", "to": "GBP", "amount": "10"}, out_headers).json[
+        "data"
+    ]
+    assert eur["rate"] == "0.88180" and eur["result"] == "8.818000"
+
+
+def test_series_over_business_days(loaded, app, out_headers):
+    query = {"start": "2018-06-04", "end": "2018-06-11", "base": "USD", "symbols": "JPY"}
+    data = get(app, "rates/series", query, out_headers).json["data"]
+    assert data["base"] == "USD" and data["start"] == "2018-06-04" and data["end"] == "2018-06-11"
+    assert list(data["rates"]) == [
+        "2018-06-04",
+        "2018-06-05",
+        "2018-06-06",
+        "2018-06-07",
+        "2018-06-08",
+        "2018-06-11",
+    ]
+    ctx = decimal.Context(prec=10)
+    jpy, usd = Decimal(REAL_90D["2018-06-05"]["JPY"]), Decimal(REAL_90D["2018-06-05"]["USD"])
+    assert data["rates"]["2018-06-05"] == {"JPY": f"{ctx.divide(jpy, usd):f}"}
+
+
+@pytest.mark.parametrize(
+    ("route", "query", "status", "named"),
+    [
+        ("rates", {"symbols": "XYZ"}, 404, "XYZ"),
+        ("rates", {"base": "CYP"}, 404, "CYP"),
+        ("rates", {"date": "1998-12-31"}, 404, "1999-01-04"),
+        ("rates", {"date": "2018-06-13"}, 400, "future"),
+        ("rates", {"date": "11/06/2018"}, 400, "date"),
+        ("rates", {"date": "2018-02-30"}, 400, "date"),
+        ("rates", {"symbols": "US"}, 400, "symbols"),
+        ("rates", {"base": "EURO"}, 400, "base"),
+        ("rates/series", {"end": "2018-06-11"}, 400, "start"),
+        ("rates/series", {"start": "2018-06-11", "end": "2018-06-01"}, 400, "start"),
+        ("rates/series", {"start": "2017-01-01", "end": "2018-06-11"}, 400, "366"),
+        ("convert", {"from": "USD", "to": "JPY", "amount": "lots"}, 400, "amount"),
+        ("convert", {"from": "USD", "to": "JPY", "amount": "-1"}, 400, "amount"),
+        ("convert", {"from": "USD", "to": "JPY", "amount": "NaN"}, 400, "amount"),
+        ("convert", {"from": "USD", "amount": "1"}, 400, "to"),
+        ("convert", {"from": "USD", "to": "XXX"}, 404, "XXX"),
+    ],
+)
+def test_bad_requests(loaded, app, out_headers, route, query, status, named):
+    resp = get(app, route, query, out_headers, status=status)
+    assert named in resp.json["message"]
+
+
+def test_past_dates_are_immutable_with_a_strong_etag_and_304(loaded, app, out_headers):
+    query = {"date": "2018-06-08", "symbols": "USD"}
+    first = get(app, "rates", query, out_headers)
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    assert first.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    again = get(app, "rates", query, {**out_headers, "If-None-Match": etag}, status=304)
+    assert again.body == b""
+    assert again.headers["ETag"] == etag
+    other = get(
+        app,
+        "rates",
+        {"date": "2018-06-07", "symbols": "USD"},
+        {**out_headers, "If-None-Match": etag},
+    )
+    assert other.status_int == 200 and other.headers["ETag"] != etag
+
+
+def test_latest_is_cacheable_only_until_the_next_publication(loaded, app, out_headers):
+    resp = get(app, "rates", {"symbols": "USD"}, out_headers)
+    # NOW is Tuesday 09:00 UTC; the next publication is 16:00 CEST = 14:00 UTC: 5 hours.
+    assert resp.headers["Cache-Control"] == "public, max-age=18000"
