@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import falcon
 import requests
@@ -26,8 +26,9 @@ from relay.middleware import RequestIdMiddleware
 from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
 from relay.resources.health import HealthResource
 from relay.resources.markets import CandlesResource, PriceResource, ProfitResource
-from relay.resources.relay_in import RelayInResource, SourceRelayInResource
+from relay.resources.relay_in import RelayInResource, RunsResource, SourceRelayInResource
 from relay.resources.relay_out import RecordsResource
+from relay.runs import Ledger
 from relay.sources import binance, coinapi, ecb
 from relay.sources.http import UpstreamClient
 
@@ -101,10 +102,13 @@ def create_app(
     media.install(app)
     errors.install(app)
 
-    app.add_route("/health", HealthResource(pool))
-    app.add_route(f"{API}/relay-in", RelayInResource(runners))
+    ledger = Ledger(pool, now)
+    overdue_after = {source: timedelta(seconds=s) for source, s in config.overdue_after_s}
+    app.add_route("/health", HealthResource(pool, ledger, overdue_after))
+    app.add_route(f"{API}/relay-in", RelayInResource(ledger, runners))
+    app.add_route(f"{API}/relay-in/runs", RunsResource(ledger, list(runners)))
     for runner in runners.values():
-        app.add_route(f"{API}/relay-in/{runner.name}", SourceRelayInResource(runner))
+        app.add_route(f"{API}/relay-in/{runner.name}", SourceRelayInResource(ledger, runner))
     template = config.coinapi_symbol_template
     app.add_route(f"{API}/relay-out", RecordsResource(pool, template, symbol_param="Symbol"))
     app.add_route(f"{API}/relay-out/records", RecordsResource(pool, template))

@@ -33,6 +33,12 @@ class Config:
     binance_weight_limit: int = 6000
     ecb_url: str = "https://www.ecb.europa.eu/stats/eurofxref"
     relay_in_budget_s: float = 20.0
+    # /health calls a source overdue when its last successful run is older than this
+    overdue_after_s: tuple[tuple[str, int], ...] = (
+        ("coinapi", 30 * 60),
+        ("binance", 2 * 3600),
+        ("ecb", 2 * 86400),
+    )
     upstream_timeout_s: float = 10.0
     db_pool_min: int = 1
     db_pool_max: int = 4
@@ -79,6 +85,7 @@ class Config:
             ),
             ecb_url=_url(env, "ECB_URL", cls.ecb_url),
             relay_in_budget_s=_float(env, "RELAY_IN_BUDGET_S", cls.relay_in_budget_s, 0.1, 3600),
+            overdue_after_s=_overdue(env, "RELAY_OVERDUE_AFTER", cls.overdue_after_s),
             upstream_timeout_s=_float(
                 env, "RELAY_UPSTREAM_TIMEOUT", cls.upstream_timeout_s, 0.1, 600
             ),
@@ -142,6 +149,26 @@ def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[
     if not raw:
         return default
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _overdue(
+    env: Mapping[str, str], name: str, default: tuple[tuple[str, int], ...]
+) -> tuple[tuple[str, int], ...]:
+    """Read ``coinapi=30m,ecb=2d`` over the defaults."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    merged = dict(default)
+    for part in raw.split(","):
+        source, _, text = part.strip().partition("=")
+        text = text.strip()
+        if not source or not text or text[-1] not in _UNITS or not text[:-1].isdigit():
+            raise ConfigError(f"{name} must look like coinapi=30m,ecb=2d, got {part.strip()!r}")
+        merged[source.strip()] = int(text[:-1]) * _UNITS[text[-1]]
+    return tuple(merged.items())
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from relay import db
 from relay.errors import DatabaseUnavailable, envelope
+from relay.runs import Ledger
 
 
 class HealthResource:
     auth_scope = None  # load balancers and uptime checks call it without a token
 
-    def __init__(self, pool):
+    def __init__(self, pool, ledger: Ledger, overdue_after: dict[str, timedelta]):
         self._pool = pool
+        self._ledger = ledger
+        self._overdue_after = overdue_after
 
     def on_get(self, req, resp):
+        """200 while the database answers, with each source's last successful relay-in."""
         if not db.ping(self._pool):
             raise DatabaseUnavailable(data={"database": "unreachable"})
-        resp.media = envelope(200, "OK", {"database": "ok"})
+        sources = self._ledger.freshness(self._overdue_after)
+        resp.media = envelope(200, "OK", {"database": "ok", "sources": sources})

@@ -9,6 +9,7 @@ import falcon
 from relay import params
 from relay.errors import BadRequest, envelope
 from relay.ingest import RunResult
+from relay.runs import Ledger
 
 MAX_SYMBOLS = 100
 
@@ -26,6 +27,10 @@ class Runner(Protocol):
     def run(self, symbols: list[str]) -> RunResult: ...
 
 
+def fired_by(req) -> str:
+    return req.context.principal.sub
+
+
 def answer(resp: falcon.Response, result: RunResult) -> None:
     """201 with counts when rows were stored, 204 when caught up with nothing new."""
     if result.processed == 0 and result.complete:
@@ -41,7 +46,8 @@ class RelayInResource:
 
     auth_scope = "relay:in"
 
-    def __init__(self, runners: dict[str, Runner], default_source: str = "coinapi"):
+    def __init__(self, ledger: Ledger, runners: dict[str, Runner], default_source: str = "coinapi"):
+        self._ledger = ledger
         self._runners = runners
         self._default = default_source
 
@@ -52,11 +58,8 @@ class RelayInResource:
             raise BadRequest(
                 f"Bad Request: source parameter must be one of {', '.join(sorted(self._runners))}"
             )
-        if not runner.takes_symbols:
-            answer(resp, runner.run([]))
-            return
-        symbol = runner.resolve(params.text(req, "Symbol"))
-        answer(resp, runner.run([symbol]))
+        symbols = [runner.resolve(params.text(req, "Symbol"))] if runner.takes_symbols else []
+        answer(resp, self._ledger.run(runner, symbols, fired_by(req)))
 
 
 class SourceRelayInResource:
@@ -64,7 +67,8 @@ class SourceRelayInResource:
 
     auth_scope = "relay:in"
 
-    def __init__(self, runner: Runner):
+    def __init__(self, ledger: Ledger, runner: Runner):
+        self._ledger = ledger
         self._runner = runner
 
     def on_post(self, req, resp):
@@ -72,13 +76,13 @@ class SourceRelayInResource:
         if not self._runner.takes_symbols:
             if body not in (None, {}):
                 raise BadRequest(f"Bad Request: {self._runner.name} relay-in takes no body")
-            answer(resp, self._runner.run([]))
+            answer(resp, self._ledger.run(self._runner, [], fired_by(req)))
             return
         symbols = parse_symbols(body) or self._runner.default_symbols()
         if not symbols:
             raise BadRequest("Bad Request: symbols must be given in the body")
         resolved = list(dict.fromkeys(self._runner.resolve(s) for s in symbols))
-        answer(resp, self._runner.run(resolved))
+        answer(resp, self._ledger.run(self._runner, resolved, fired_by(req)))
 
 
 def parse_symbols(body) -> list[str] | None:
@@ -98,3 +102,22 @@ def parse_symbols(body) -> list[str] | None:
     if len(symbols) > MAX_SYMBOLS:
         raise BadRequest(f"Bad Request: at most {MAX_SYMBOLS} symbols at once")
     return symbols
+
+
+class RunsResource:
+    """GET /relay-api/v1/relay-in/runs?source=&limit=: recent runs, newest first."""
+
+    auth_scope = "relay:in"
+
+    def __init__(self, ledger: Ledger, sources: list[str]):
+        self._ledger = ledger
+        self._sources = sources
+
+    def on_get(self, req, resp):
+        source = params.text(req, "source")
+        if source is not None and source not in self._sources:
+            raise BadRequest(
+                f"Bad Request: source parameter must be one of {', '.join(self._sources)}"
+            )
+        limit = params.integer(req, "limit", default=20, low=1, high=200)
+        resp.media = envelope(200, "OK", {"runs": self._ledger.recent(source, limit)})

@@ -1,0 +1,124 @@
+"""The relay-in ledger: advisory locks against double firing, the runs list, /health."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from tests.conftest import bearer
+from tests.upstreams import FakeBinance, FakeCoinAPI, make_klines, make_trades
+
+NOW = datetime(2022, 1, 1, 12, tzinfo=UTC)
+BTC = "BITSTAMP_SPOT_BTC_USD"
+IN = "/relay-api/v1/relay-in"
+
+
+@pytest.fixture
+def blocking_coinapi():
+    """A threaded loopback CoinAPI whose history answer waits for a signal."""
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    arrived, release = threading.Event(), threading.Event()
+
+    def handle(request):
+        arrived.set()
+        release.wait(10)
+        return Response("[]", content_type="application/json")
+
+    server.expect_request(f"/v1/trades/{BTC}/history").respond_with_handler(handle)
+    yield server, arrived, release
+    release.set()
+    server.clear()
+    server.stop()
+
+
+def test_a_second_call_for_the_same_source_and_symbol_gets_409_at_once(
+    make_app, config, blocking_coinapi, in_headers, conn
+):
+    server, arrived, release = blocking_coinapi
+    app = make_app(config.replace(coinapi_url=server.url_for("/").rstrip("/")), now=lambda: NOW)
+    first = {}
+    worker = threading.Thread(
+        target=lambda: first.update(resp=app.get(IN, {"Symbol": "BTC"}, headers=in_headers))
+    )
+    worker.start()
+    assert arrived.wait(5)
+
+    second = app.get(IN, {"Symbol": "btc"}, headers=in_headers, status=409)
+
+    assert second.json["message"] == "Conflict: Relay-in already running"
+    release.set()
+    worker.join(10)
+    assert first["resp"].status_int == 204
+    statuses = [r[0] for r in conn.execute("SELECT status FROM relay_run ORDER BY id")]
+    assert statuses == ["succeeded", "rejected"]
+    # The lock went with the run: the next call proceeds.
+    app.get(IN, {"Symbol": "BTC"}, headers=in_headers, status=204)
+
+
+def test_other_sources_and_symbols_run_in_parallel(
+    make_app, config, blocking_coinapi, httpserver, in_headers
+):
+    server, arrived, release = blocking_coinapi
+    binance = FakeBinance(httpserver)
+    binance.add("ADAUSDT", make_klines(NOW - timedelta(minutes=5), 3))
+    other = FakeCoinAPI(httpserver)
+    other.add("KRAKEN_SPOT_BTC_USD", make_trades(NOW - timedelta(hours=1), 2))
+    app = make_app(
+        config.replace(
+            coinapi_url=server.url_for("/").rstrip("/"),
+            binance_url=httpserver.url_for("/").rstrip("/"),
+        ),
+        now=lambda: NOW,
+    )
+    worker = threading.Thread(target=lambda: app.get(IN, {"Symbol": "BTC"}, headers=in_headers))
+    worker.start()
+    assert arrived.wait(5)
+    try:
+        app.post_json(f"{IN}/binance", {"symbols": ["ADAUSDT"]}, headers=in_headers, status=201)
+        # Same source, another symbol: no conflict either (it fails upstream here, not 409).
+        resp = app.get(IN, {"Symbol": "ETH"}, headers=in_headers, expect_errors=True)
+        assert resp.status_int != 409
+    finally:
+        release.set()
+        worker.join(10)
+
+
+def test_runs_list_and_health_reflect_failed_and_successful_runs(
+    make_app, config, httpserver, conn
+):
+    coinapi = FakeCoinAPI(httpserver)
+    coinapi.add(BTC, make_trades(NOW - timedelta(hours=1), 3))
+    clock = {"now": NOW}
+    app = make_app(config, now=lambda: clock["now"])
+    scheduler = bearer("relay:in", sub="heroku-scheduler")
+
+    app.get(IN, {"Symbol": "BTC"}, headers=scheduler, status=201)
+    clock["now"] = NOW + timedelta(minutes=10)
+    coinapi.fail_on_call = {2: (500, "{}"), 3: (500, "{}"), 4: (500, "{}")}
+    app.get(IN, {"Symbol": "BTC"}, headers=scheduler, status=502)
+
+    runs = app.get(f"{IN}/runs", headers=scheduler).json["data"]["runs"]
+    assert [r["status"] for r in runs] == ["failed", "succeeded"]
+    failed, succeeded = runs
+    assert failed["source"] == "coinapi" and failed["symbols"] == [BTC]
+    assert failed["fired_by"] == "heroku-scheduler"
+    assert failed["http_status"] == 502 and "500" in failed["error"]
+    assert failed["started_at"] == "2022-01-01T12:10:00Z"
+    assert succeeded["processed"] == 3 and succeeded["http_status"] == 201
+    assert succeeded["complete"] is True and succeeded["error"] is None
+
+    assert app.get(f"{IN}/runs", {"limit": 1}, headers=scheduler).json["data"]["runs"] == [failed]
+    assert app.get(f"{IN}/runs", {"source": "ecb"}, headers=scheduler).json["data"]["runs"] == []
+    app.get(f"{IN}/runs", {"source": "nope"}, headers=scheduler, status=400)
+    app.get(f"{IN}/runs", headers=bearer("relay:out"), status=403)
+
+    health = app.get("/health").json["data"]["sources"]
+    assert health["coinapi"] == {"last_success": "2022-01-01T12:00:00Z", "overdue": False}
+    assert health["binance"] == {"last_success": None, "overdue": True}
+    clock["now"] = NOW + timedelta(minutes=45)  # coinapi is due every 30 minutes by default
+    assert app.get("/health").json["data"]["sources"]["coinapi"]["overdue"] is True
