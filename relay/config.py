@@ -37,6 +37,7 @@ class Config:
     overdue_after_s: tuple[tuple[str, int], ...] = (
         ("coinapi", 30 * 60),
         ("binance", 2 * 3600),
+        ("cmc", 2 * 3600),
         ("ecb", 2 * 86400),
     )
     upstream_timeout_s: float = 10.0

@@ -162,33 +162,6 @@ def synthetic_trades(start: datetime, limit: int, per_s: int) -> list[CoinTrade]
     return trades
 
 
-def main() -> None:
-    """Serve loopback upstreams for trying relay by hand: python -m tests.upstreams."""
-    import argparse
-    import time as _time
-
-    from pytest_httpserver import HTTPServer
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--port", type=int, default=9001)
-    parser.add_argument("--coinapi-key", default="dev-coinapi-key")
-    parser.add_argument("--trades-per-second", type=int, default=2)
-    args = parser.parse_args()
-    server = HTTPServer(host="127.0.0.1", port=args.port)
-    server.start()
-    FakeCoinAPI(server, key=args.coinapi_key, synthetic_per_s=args.trades_per_second)
-    print(f"loopback CoinAPI on {server.url_for('/')} (key {args.coinapi_key})", flush=True)
-    try:
-        while True:
-            _time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()
-
-
 def make_klines(
     start: datetime,
     count: int,
@@ -240,7 +213,9 @@ class FakeBinance:
     carries ``X-MBX-USED-WEIGHT-1M``, growing by the endpoint's weight.
     """
 
-    def __init__(self, httpserver, *, weight_per_request: int = 2):
+    def __init__(self, httpserver, *, weight_per_request: int = 2, synthetic: bool = False):
+        # With synthetic=True, any symbol has a minute every minute up to now.
+        self.synthetic = synthetic
         self.klines: dict[str, list[list]] = {}
         self.tickers: dict[str, dict] = {}
         self.requests: list[dict] = []
@@ -282,15 +257,21 @@ class FakeBinance:
         symbol = request.args.get("symbol", "")
         assert request.args.get("interval") == "1m", request.args
         rows = self.klines.get(symbol)
+        start = int(request.args.get("startTime", 0))
+        if rows is None and self.synthetic:
+            first = datetime.fromtimestamp(-(-start // 60_000) * 60, UTC)
+            minutes = int((datetime.now(UTC) - first) / timedelta(minutes=1)) + 1
+            rows = make_klines(first, max(0, min(minutes, 1000)), price="1.00000000")
         if rows is None:
             return self._answer(request, None)
-        start = int(request.args.get("startTime", 0))
         end = int(request.args.get("endTime", 2**62))
         limit = min(int(request.args.get("limit", 500)), 1000)
         return self._answer(request, [k for k in rows if start <= k[0] <= end][:limit])
 
     def _ticker(self, request: Request) -> Response:
         symbol = request.args.get("symbol", "")
+        if self.synthetic and symbol not in self.tickers:
+            self.tickers[symbol] = make_ticker(symbol, "1.00000000", datetime.now(UTC))
         if symbol not in self.klines and symbol not in self.tickers:
             return self._answer(request, None)
         ticker = self.tickers.get(symbol)
@@ -381,3 +362,42 @@ class FakeECB:
             return Response(self.files[name], content_type=kind)
 
         return handle
+
+
+def main() -> None:
+    """Serve loopback upstreams for trying relay by hand: python -m tests.upstreams."""
+    import argparse
+    import time as _time
+
+    from pytest_httpserver import HTTPServer
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--coinapi-key", default="dev-coinapi-key")
+    parser.add_argument("--trades-per-second", type=int, default=2)
+    args = parser.parse_args()
+    server = HTTPServer(host="127.0.0.1", port=args.port)
+    server.start()
+    FakeCoinAPI(server, key=args.coinapi_key, synthetic_per_s=args.trades_per_second)
+    FakeBinance(server, synthetic=True)
+    ecb = FakeECB(server)
+    ecb.files["eurofxref-daily.xml"] = (FIXTURES / "ecb_daily.xml").read_bytes()
+    ecb.files["eurofxref-hist-90d.xml"] = (FIXTURES / "ecb_hist90d.xml").read_bytes()
+    ecb.files["eurofxref-hist.zip"] = ecb_hist_zip(
+        ecb_days((FIXTURES / "ecb_hist90d.xml").read_text()), ["USD", "JPY", "GBP", "CHF"]
+    )
+    base = server.url_for("/").rstrip("/")
+    print(f"loopback upstreams on {base}: CoinAPI (key {args.coinapi_key}), Binance, ECB")
+    print(
+        f"  COINAPI_URL={base} COINAPI_KEY={args.coinapi_key} BINANCE_URL={base} ECB_URL={base}",
+        flush=True,
+    )
+    try:
+        while True:
+            _time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The clock process: fire the schedule's relay-in jobs on time, in-process.
+
+Each job runs in its own thread with at most one instance at a time, so a
+slow or failing job neither delays nor stops the others and never overlaps
+itself. SIGTERM lets the running calls finish and exits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+log = logging.getLogger(__name__)
+
+SCHEDULE = Path(__file__).resolve().parent / "schedule.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    source: str
+    cron: str
+    symbols: tuple[str, ...] = ()
+
+
+def load_schedule(path: Path = SCHEDULE) -> list[Job]:
+    """Read ``[jobs.NAME]`` tables with ``cron`` and optional ``symbols`` and ``source``."""
+    with path.open("rb") as handle:
+        document = tomllib.load(handle)
+    jobs = []
+    for name, table in document.get("jobs", {}).items():
+        cron = table.get("cron")
+        if not isinstance(cron, str):
+            raise ValueError(f"{path.name}: job {name!r} needs a cron string")
+        trigger(cron)  # fail at start, not at the first firing
+        symbols = tuple(table.get("symbols", ()))
+        jobs.append(Job(source=table.get("source", name), cron=cron, symbols=symbols))
+    if not jobs:
+        raise ValueError(f"{path.name}: no [jobs.*] tables")
+    return jobs
+
+
+def trigger(cron: str) -> CronTrigger:
+    """Five fields (minute hour day month weekday) as crontab; six adds seconds in front.
+
+    Weekdays are best written by name (mon-fri): APScheduler counts 0 as Monday.
+    """
+    fields = cron.split()
+    if len(fields) == 5:
+        return CronTrigger.from_crontab(cron, timezone="UTC")
+    if len(fields) == 6:
+        second, minute, hour, day, month, day_of_week = fields
+        return CronTrigger(
+            second=second, minute=minute, hour=hour, day=day, month=month,
+            day_of_week=day_of_week, timezone="UTC",
+        )  # fmt: skip
+    raise ValueError(f"cron {cron!r} must have 5 or 6 fields")
+
+
+class Clock:
+    """Run ``action(job, stop)`` for each job on its schedule until stopped."""
+
+    def __init__(self, jobs: list[Job], action: Callable[[Job, threading.Event], object]):
+        self.jobs = jobs
+        self.action = action
+        self.stopping = threading.Event()
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=max(2, len(jobs)))},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60},
+            timezone="UTC",
+        )
+        for job in jobs:
+            self.scheduler.add_job(
+                self._run, trigger(job.cron), args=[job], id=f"{job.source}:{job.cron}",
+                name=job.source,
+            )  # fmt: skip
+
+    def _run(self, job: Job) -> None:
+        try:
+            self.action(job, self.stopping)
+        except Exception:
+            # One job's failure is logged and the schedule goes on.
+            log.exception("job %s failed", job.source)
+
+    def start(self) -> None:
+        self.scheduler.start()
+        for job in self.jobs:
+            log.info("scheduled %s at %r", job.source, job.cron)
+
+    def stop(self) -> None:
+        """Let running calls finish (they see ``stopping`` and fire no more), then return."""
+        self.stopping.set()
+        self.scheduler.shutdown(wait=True)

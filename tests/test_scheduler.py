@@ -1,0 +1,205 @@
+"""The firing client and the clock, against real loopback servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from werkzeug import Response
+
+from scheduler.clock import Clock, Job, load_schedule
+from scheduler.fire import fire
+
+ROOT = Path(__file__).resolve().parent.parent
+PATH = "/relay-api/v1/relay-in/coinapi"
+
+
+def envelope(code, data=None, message="OK"):
+    return json.dumps({"code": code, "message": message, "data": data or {}})
+
+
+class Script:
+    """Answers a loopback relay API gives, one per call, recording each request."""
+
+    def __init__(self, httpserver, answers):
+        self.answers = list(answers)
+        self.requests = []
+        httpserver.expect_request(PATH, method="POST").respond_with_handler(self)
+
+    def __call__(self, request):
+        self.requests.append(
+            {"auth": request.headers.get("Authorization"), "body": request.get_data()}
+        )
+        status, body, *headers = self.answers.pop(0)
+        if callable(body):
+            return body()
+        return Response(
+            body,
+            status=status,
+            content_type="application/json",
+            headers=headers[0] if headers else None,
+        )
+
+
+class Sleeps(list):
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+def test_two_failures_then_success_is_three_attempts(httpserver):
+    script = Script(
+        httpserver,
+        [(503, envelope(503)), (502, envelope(502)), (201, envelope(201, {"processed": 7}))],
+    )
+    sleeps = Sleeps()
+    outcome = fire(httpserver.url_for("/"), "tok", "coinapi", ["BTC"], sleep=sleeps)
+    assert outcome.ok and outcome.status == 201
+    assert outcome.attempts == 3 and outcome.processed == 7
+    assert len(sleeps) == 2 and all(0 <= s <= 2 for s in sleeps)  # jittered 1 s, 2 s caps
+    assert script.requests[0]["auth"] == "Bearer tok"
+    assert json.loads(script.requests[0]["body"]) == {"symbols": ["BTC"]}
+
+
+def test_429_waits_for_retry_after(httpserver):
+    Script(httpserver, [(429, envelope(429), {"Retry-After": "1"}), (204, "")])
+    started = time.monotonic()
+    outcome = fire(httpserver.url_for("/"), "tok", "coinapi")
+    assert time.monotonic() - started >= 1.0
+    assert outcome.ok and outcome.status == 204 and outcome.attempts == 2
+
+
+def test_incomplete_answers_fire_again_at_once(httpserver):
+    script = Script(
+        httpserver,
+        [
+            (201, envelope(201, {"processed": 100, "complete": False})),
+            (201, envelope(201, {"processed": 40, "complete": True})),
+        ],
+    )
+    sleeps = Sleeps()
+    outcome = fire(httpserver.url_for("/"), "tok", "coinapi", sleep=sleeps)
+    assert outcome.processed == 140 and outcome.attempts == 2 and sleeps == []
+    assert script.requests[0]["body"] == b""  # no symbols: the API's defaults
+
+
+def test_a_server_that_never_answers_is_given_up_at_the_deadline(httpserver):
+    release = threading.Event()
+    Script(httpserver, [(0, lambda: release.wait(10) and Response("late"))] * 3)
+    started = time.monotonic()
+    try:
+        outcome = fire(httpserver.url_for("/"), "tok", "coinapi", deadline_s=1.5)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 5
+    assert not outcome.ok and outcome.status is None
+    assert "Timeout" in outcome.error
+
+
+def run_cli(*args, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_URL", "RELAY_TOKEN")}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler", *args], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_cli_exit_0_on_success_with_one_json_line(httpserver):
+    Script(httpserver, [(201, envelope(201, {"processed": 3, "complete": True}))])
+    done = run_cli(
+        "fire", "coinapi", "--symbols", "BTC,ETH",
+        env_extra={"RELAY_URL": httpserver.url_for("/"), "RELAY_TOKEN": "tok"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    line = json.loads(done.stdout.strip())
+    assert line["source"] == "coinapi" and line["status"] == 201
+    assert line["processed"] == 3 and line["attempts"] == 1 and line["duration_s"] >= 0
+
+
+def test_cli_400_is_one_attempt_and_a_failure(httpserver):
+    Script(httpserver, [(400, envelope(400, message="Bad Request: Invalid Symbol"))])
+    done = run_cli(
+        "fire", "coinapi", "--symbols", "???",
+        env_extra={"RELAY_URL": httpserver.url_for("/"), "RELAY_TOKEN": "tok"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    line = json.loads(done.stdout.strip())
+    assert line["attempts"] == 1 and line["status"] == 400
+    assert line["error"] == "Bad Request: Invalid Symbol"
+
+
+def test_cli_without_settings_says_what_is_missing():
+    done = run_cli("fire", "coinapi")
+    assert done.returncode != 0
+    assert "RELAY_URL and RELAY_TOKEN must be set" in done.stderr
+
+
+def test_the_default_schedule():
+    jobs = {job.source: job.cron for job in load_schedule()}
+    assert jobs == {
+        "coinapi": "*/10 * * * *",
+        "binance": "5 * * * *",
+        "cmc": "10 * * * *",
+        "ecb": "0 17 * * *",
+    }
+
+
+def test_clock_keeps_every_job_running_when_one_fails_or_is_slow():
+    calls = {"ok": [], "boom": [], "slow": []}
+    running = {"slow": 0, "max_slow": 0}
+    lock = threading.Lock()
+
+    def action(job, stop):
+        calls[job.source].append(time.monotonic())
+        if job.source == "boom":
+            raise RuntimeError("upstream exploded")
+        if job.source == "slow":
+            with lock:
+                running["slow"] += 1
+                running["max_slow"] = max(running["max_slow"], running["slow"])
+            time.sleep(2.5)
+            with lock:
+                running["slow"] -= 1
+
+    every_second = "* * * * * *"
+    clock = Clock(
+        [Job("ok", every_second), Job("boom", every_second), Job("slow", every_second)], action
+    )
+    clock.start()
+    time.sleep(3.6)
+    clock.stop()
+
+    assert len(calls["ok"]) >= 3
+    assert len(calls["boom"]) >= 3  # raising did not unschedule it
+    assert running["max_slow"] == 1  # the slow job never overlapped itself
+    assert 1 <= len(calls["slow"]) <= 2
+
+
+def test_clock_stop_lets_the_running_call_finish():
+    finished = threading.Event()
+    started = threading.Event()
+
+    def action(job, stop):
+        started.set()
+        time.sleep(1.0)
+        finished.set()
+
+    clock = Clock([Job("ok", "* * * * * *")], action)
+    clock.start()
+    assert started.wait(3)
+    clock.stop()
+    assert finished.is_set()
+
+
+@pytest.mark.parametrize("cron", ["* * *", "61 * * * *", "* * * * * * *"])
+def test_bad_cron_is_refused_at_load(tmp_path, cron):
+    path = tmp_path / "schedule.toml"
+    path.write_text(f'[jobs.coinapi]\ncron = "{cron}"\n')
+    with pytest.raises(ValueError):
+        load_schedule(path)
