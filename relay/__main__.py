@@ -1,4 +1,4 @@
-"""Command line: ``python -m relay {migrate,token,revoke,serve}``."""
+"""Command line: ``python -m relay {migrate,token,revoke,import-history,serve}``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,19 @@ def cmd_revoke(args) -> int:
     return 0
 
 
+def cmd_import_history(args) -> int:
+    from relay.history import HistoryError, import_history
+
+    env = _environment(database=True)
+    try:
+        read, new = import_history(normalize_database_url(env["DATABASE_URL"]), Path(args.path))
+    except HistoryError as exc:
+        print(f"relay import-history: {exc}", file=sys.stderr)
+        return 2
+    print(f"read {read} daily rows, stored {new} new")
+    return 0
+
+
 def cmd_serve(args) -> int:
     """Run the service locally: database, migrations, dev tokens, then gunicorn."""
     from relay.migrate import migrate
@@ -107,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     revoke = sub.add_parser("revoke", help="revoke a token by its jti claim")
     revoke.add_argument("jti")
     revoke.set_defaults(func=cmd_revoke)
+
+    history = sub.add_parser("import-history", help="load daily OHLCV history from CSV files")
+    history.add_argument("path", help="a .csv file or a folder of them")
+    history.set_defaults(func=cmd_import_history)
 
     sub.add_parser(
         "serve", help="run locally: database, migrations, tokens, gunicorn"

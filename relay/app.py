@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -19,17 +20,19 @@ from psycopg_pool import ConnectionPool
 
 from relay import db, errors, media
 from relay.auth import AuthMiddleware, Revocations
+from relay.coins import Coins
 from relay.config import Config
 from relay.fx import FX
-from relay.ingest import BinanceRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
+from relay.ingest import BinanceRelayIn, CMCRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
 from relay.middleware import RequestIdMiddleware
+from relay.resources.coins import DashboardResource, LogoResource, SearchResource
 from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
 from relay.resources.health import HealthResource
 from relay.resources.markets import CandlesResource, PriceResource, ProfitResource
 from relay.resources.relay_in import RelayInResource, RunsResource, SourceRelayInResource
 from relay.resources.relay_out import RecordsResource
 from relay.runs import Ledger
-from relay.sources import binance, coinapi, ecb
+from relay.sources import binance, cmc, coinapi, ecb
 from relay.sources.http import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ def create_app(
     now: Callable[[], datetime] = utcnow,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    uuidgen: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> falcon.App:
     """Wire the app from its dependencies; opens nothing, reads no environment."""
     session = session or requests.Session()
@@ -90,7 +94,16 @@ def create_app(
         budget_s=config.relay_in_budget_s,
         clock=clock,
     )
-    runners = {runner.name: runner for runner in (coinapi_in, binance_in, ecb_in)}
+    cmc_in = CMCRelayIn(
+        pool,
+        cmc.CMCSource(client(cmc.NAME), config.cmc_url, config.cmc_api_key, config.cmc_limit),
+        budget_s=config.relay_in_budget_s,
+        now=now,
+        clock=clock,
+        uuidgen=uuidgen,
+    )
+    runners = {runner.name: runner for runner in (coinapi_in, binance_in, cmc_in, ecb_in)}
+    coins = Coins(pool)
     fx = FX(pool, now)
 
     app = falcon.App(
@@ -115,6 +128,9 @@ def create_app(
     app.add_route(f"{API}/relay-out/price", PriceResource(pool))
     app.add_route(f"{API}/relay-out/profit", ProfitResource(pool))
     app.add_route(f"{API}/relay-out/candles", CandlesResource(pool))
+    app.add_route(f"{API}/relay-out/dashboard", DashboardResource(coins))
+    app.add_route(f"{API}/relay-out/search", SearchResource(coins))
+    app.add_route(f"{API}/relay-out/assets/{{symbol}}/logo", LogoResource(coins))
     app.add_route(f"{API}/relay-out/rates", RatesResource(fx))
     app.add_route(f"{API}/relay-out/rates/series", SeriesResource(fx))
     app.add_route(f"{API}/relay-out/convert", ConvertResource(fx))

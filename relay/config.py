@@ -32,6 +32,9 @@ class Config:
     binance_backfill_hours: int = 48
     binance_weight_limit: int = 6000
     ecb_url: str = "https://www.ecb.europa.eu/stats/eurofxref"
+    cmc_url: str = "https://pro-api.coinmarketcap.com"
+    cmc_api_key: str = ""
+    cmc_limit: int = 200
     relay_in_budget_s: float = 20.0
     # /health calls a source overdue when its last successful run is older than this
     overdue_after_s: tuple[tuple[str, int], ...] = (
@@ -85,6 +88,9 @@ class Config:
                 env, "BINANCE_WEIGHT_LIMIT", cls.binance_weight_limit, 10, 1_000_000
             ),
             ecb_url=_url(env, "ECB_URL", cls.ecb_url),
+            cmc_url=_url(env, "CMC_URL", cls.cmc_url),
+            cmc_api_key=env.get("CMC_API_KEY", ""),
+            cmc_limit=_int(env, "CMC_LIMIT", cls.cmc_limit, 1, 5000),
             relay_in_budget_s=_float(env, "RELAY_IN_BUDGET_S", cls.relay_in_budget_s, 0.1, 3600),
             overdue_after_s=_overdue(env, "RELAY_OVERDUE_AFTER", cls.overdue_after_s),
             upstream_timeout_s=_float(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
@@ -17,14 +18,16 @@ from psycopg_pool import ConnectionPool
 
 from relay import db
 from relay.errors import RelayError, UpstreamError
-from relay.sources import binance, ecb
+from relay.sources import binance, cmc, ecb
 from relay.sources.binance import NAME as BINANCE
 from relay.sources.binance import BinanceSource
+from relay.sources.cmc import CMCSource
 from relay.sources.coinapi import NAME as COINAPI
 from relay.sources.coinapi import CoinAPISource, resolve_symbol
 from relay.sources.ecb import ECBSource
 from relay.sources.http import OutOfTime
 from relay.store import candles as candle_store
+from relay.store import coins as coin_store
 from relay.store import rates as rate_store
 from relay.store import trades as trade_store
 
@@ -42,6 +45,7 @@ class RunResult:
     processed: int = 0
     complete: bool = True
     symbols: dict[str, dict] = dataclasses.field(default_factory=dict)
+    details: dict = dataclasses.field(default_factory=dict)  # source-specific extras
 
     def add(self, symbol: str, processed: int, *, complete: bool = True) -> None:
         """Count ``processed`` more new rows for ``symbol``."""
@@ -52,7 +56,12 @@ class RunResult:
         entry["complete"] = entry["complete"] and complete
 
     def as_data(self) -> dict:
-        return {"processed": self.processed, "complete": self.complete, "symbols": self.symbols}
+        return {
+            "processed": self.processed,
+            "complete": self.complete,
+            "symbols": self.symbols,
+            **self.details,
+        }
 
 
 class PagedRelayIn:
@@ -288,3 +297,75 @@ class ECBRelayIn:
         result = RunResult()
         result.add("EUR", processed)
         return result
+
+
+class CMCRelayIn:
+    """Take one CoinMarketCap listings snapshot, then logos for coins that lack one.
+
+    The snapshot (coins, quotes and today's daily row) is one transaction.
+    Logos come after, each on its own, within what is left of the time
+    budget: a logo that fails is logged and tried again next run, and never
+    fails the snapshot.
+    """
+
+    name = "cmc"
+    upstream = cmc.NAME
+    takes_symbols = False
+    LOGOS_PER_RUN = 500
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        source: CMCSource,
+        *,
+        budget_s: float,
+        now: Callable[[], datetime] = utcnow,
+        clock: Callable[[], float] = time.monotonic,
+        uuidgen: Callable[[], uuid.UUID] = uuid.uuid4,
+    ):
+        self.pool = pool
+        self.source = source
+        self.budget_s = budget_s
+        self.now = now
+        self.clock = clock
+        self.uuidgen = uuidgen
+
+    def run(self, symbols: Sequence[str] = ()) -> RunResult:
+        deadline = self.clock() + self.budget_s
+        coins = self.source.listings(deadline=deadline)
+        snapshot = self.uuidgen()
+        with db.connection(self.pool) as conn:
+            stored = coin_store.store_snapshot(conn, snapshot, self.now(), coins)
+        result = RunResult()
+        result.add("listings", stored)
+        result.details = {"snapshot": str(snapshot), "logos": self._logos(deadline)}
+        return result
+
+    def _logos(self, deadline: float) -> dict:
+        stored = failed = 0
+        with db.connection(self.pool) as conn:
+            missing = coin_store.coins_without_logo(conn, self.LOGOS_PER_RUN)
+        if not missing:
+            return {"stored": 0, "failed": 0, "complete": True}
+        try:
+            urls = self.source.logo_urls(missing, deadline=deadline)
+        except UpstreamError as exc:
+            log.warning("cmc: logo info failed: %s", exc.message)
+            return {"stored": 0, "failed": len(missing), "complete": False}
+        for cmc_id, url in urls.items():
+            if self.clock() >= deadline:
+                break
+            with db.connection(self.pool) as conn:
+                logo_id = coin_store.logo_for_url(conn, url)
+            if logo_id is None:
+                logo = self.source.download_logo(url, deadline=deadline)
+                if logo is None:
+                    failed += 1
+                    continue
+                with db.connection(self.pool) as conn:
+                    logo_id = coin_store.store_logo(conn, logo)
+            with db.connection(self.pool) as conn:
+                coin_store.set_logo(conn, cmc_id, logo_id)
+            stored += 1
+        # complete: every coin that lacked a logo has one now
+        return {"stored": stored, "failed": failed, "complete": stored == len(missing)}

@@ -401,3 +401,137 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- CoinMarketCap -----------------------------------------------------------------------
+
+
+def cmc_listing(
+    cmc_id: int,
+    name: str,
+    symbol: str,
+    rank: int,
+    price: str,
+    *,
+    volume: str = "1000.5",
+    market_cap: str | None = None,
+) -> dict:
+    """One listings entry in CoinMarketCap's shape (numbers as JSON numbers)."""
+    return {
+        "id": cmc_id, "name": name, "symbol": symbol,
+        "slug": name.lower().replace(" ", "-"), "num_market_pairs": 10,
+        "date_added": "2015-01-01T00:00:00.000Z", "tags": [], "max_supply": None,
+        "circulating_supply": 1000, "total_supply": 1000, "platform": None,
+        "cmc_rank": rank, "last_updated": "2020-06-30T09:40:00.000Z",
+        "quote": {"USD": {
+            "price": Decimal(price), "volume_24h": Decimal(volume),
+            "percent_change_1h": Decimal("0.1"), "percent_change_24h": Decimal("1.5"),
+            "percent_change_7d": Decimal("-2.25"), "percent_change_30d": Decimal("10"),
+            "market_cap": Decimal(market_cap or str(Decimal(price) * 1000)),
+            "last_updated": "2020-06-30T09:40:00.000Z",
+        }},
+    }  # fmt: skip
+
+
+def cmc_json(payload) -> str:
+    """JSON with Decimals written as exact JSON numbers, as CoinMarketCap sends them."""
+
+    exact = {}
+
+    def mark(value):
+        if isinstance(value, Decimal):
+            key = f"__exact_{len(exact)}__"
+            exact[key] = format(value, "f")
+            return key
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mark(v) for v in value]
+        return value
+
+    text = json.dumps(mark(payload))
+    for key, number in exact.items():
+        text = text.replace(f'"{key}"', number)
+    return text
+
+
+class FakeCMC:
+    """Serve listings/latest and v2 info (by id) and count what was asked.
+
+    CoinMarketCap's key header, ``X-CMC_PRO_API_KEY``, has underscores, which
+    WSGI servers (werkzeug's among them) drop; so this fake is a plain
+    ``http.server`` that sees headers as they were sent.
+    """
+
+    def __init__(self, key: str = "test-cmc-key"):
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.key = key
+        self.listings: list[dict] = []
+        self.raw_listings: str | None = None  # a recorded body, served as it is
+        self.logos: dict[int, str] = {}  # cmc id -> logo URL
+        self.requests: list[dict] = []
+        self.error: tuple[int, int, str] | None = None  # (http status, error_code, message)
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                args = dict(urllib.parse.parse_qsl(url.query))
+                status, body = fake.answer(url.path, args, self.headers.get("X-CMC_PRO_API_KEY"))
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def _status(code=0, message=None):
+        return {
+            "timestamp": "2020-06-30T09:41:38.309Z", "error_code": code,
+            "error_message": message, "elapsed": 10, "credit_count": 1, "notice": None,
+        }  # fmt: skip
+
+    def answer(self, path: str, args: dict, key: str | None) -> tuple[int, str]:
+        self.requests.append({"path": path, **args})
+        if key != self.key:
+            return 401, json.dumps({"status": self._status(1001, "This API Key is invalid.")})
+        if self.error:
+            status, code, message = self.error
+            return status, json.dumps({"status": self._status(code, message)})
+        if path == "/v1/cryptocurrency/listings/latest":
+            if self.raw_listings is not None:
+                return 200, self.raw_listings
+            limit = int(args.get("limit", 100))
+            return 200, cmc_json({"status": self._status(), "data": self.listings[:limit]})
+        if path == "/v2/cryptocurrency/info":
+            ids = [int(i) for i in args["id"].split(",")]
+            data = {
+                str(i): {"id": i, "name": f"coin {i}", "logo": self.logos[i]}
+                for i in ids
+                if i in self.logos
+            }
+            return 200, json.dumps({"status": self._status(), "data": data})
+        return 404, json.dumps({"status": self._status(404, "Not found")})
+
+
+def png(seed: int) -> bytes:
+    """A tiny distinct PNG-looking body (the relay stores bytes, it never decodes them)."""
+    return b"\x89PNG\r\n\x1a\n" + bytes([seed]) * 32

@@ -66,8 +66,11 @@ class UpstreamClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
     ) -> requests.Response:
         """Return the first answer that is not worth retrying (2xx or 4xx).
+
+        ``retry_statuses`` lets a source keep a status for itself to interpret.
 
         Raises UpstreamTimeout or UpstreamError when every attempt failed.
         """
@@ -95,7 +98,7 @@ class UpstreamClient:
             else:
                 if len(body) > MAX_BODY_BYTES:
                     raise UpstreamError(f"Bad Gateway: {self.name} sent an oversized body")
-                if resp.status_code not in RETRY_STATUSES:
+                if resp.status_code not in retry_statuses:
                     return resp
                 failure = UpstreamError(
                     f"Bad Gateway: {self.name} answered HTTP {resp.status_code}" + _reason(resp)

@@ -1,0 +1,62 @@
+"""The dashboard, coin search and logos, read from what the CoinMarketCap relay stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from psycopg_pool import ConnectionPool
+
+from relay import db
+from relay.errors import NotFound
+from relay.store import coins as coin_store
+
+SEARCH_LIMIT = 20
+LOGO_ROUTE = "/relay-api/v1/relay-out/assets/{symbol}/logo"
+
+
+def logo_url(symbol: str, has_logo: bool) -> str | None:
+    return LOGO_ROUTE.format(symbol=symbol) if has_logo else None
+
+
+class Coins:
+    def __init__(self, pool: ConnectionPool):
+        self.pool = pool
+
+    def dashboard(
+        self,
+        day: date | None,
+        symbols: Sequence[str] | None,
+        order_by: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> dict | None:
+        """The ranked table for ``day`` (default: the latest we hold); None when empty."""
+        with db.connection(self.pool) as conn:
+            day = day or coin_store.latest_day(conn)
+            if day is None:
+                return None
+            total, rows = coin_store.dashboard(
+                conn, day, symbols, order_by, descending, limit, offset
+            )
+        if not rows:
+            return None
+        for row in rows:
+            row["logo"] = logo_url(row["symbol"], row.pop("has_logo"))
+        return {"date": day, "total": total, "rows": rows}
+
+    def search(self, text: str) -> list[dict]:
+        with db.connection(self.pool) as conn:
+            hits = coin_store.search(conn, text, SEARCH_LIMIT)
+        for hit in hits:
+            hit["logo"] = logo_url(hit["symbol"], hit.pop("has_logo"))
+        return hits
+
+    def logo(self, symbol: str) -> tuple[str, bytes, bytes]:
+        with db.connection(self.pool) as conn:
+            found = coin_store.logo_by_symbol(conn, symbol)
+        if found is None:
+            raise NotFound(f"Not Found: no logo for {symbol}")
+        content_type, data, sha256 = found
+        return content_type, bytes(data), bytes(sha256)

@@ -1,0 +1,99 @@
+"""Import daily OHLCV history from CSV files (the widely shared daily crypto price layout).
+
+Columns, matched case-insensitively and in any order: name, symbol, date, high,
+low, open, close, volume, marketcap (a leading SNo column is ignored). Dates
+may carry a time (``2013-04-29 23:59:59``); the day is what counts.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import psycopg
+
+from relay.store import coins as coin_store
+
+REQUIRED = ("name", "symbol", "date", "close")
+NUMBERS = ("open", "high", "low", "close", "volume", "marketcap")
+BATCH = 50_000
+
+
+class HistoryError(ValueError):
+    """A file is not daily history; the message names the file and line."""
+
+
+def csv_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv")
+        if not files:
+            raise HistoryError(f"{path}: no .csv files")
+        return files
+    if not path.exists():
+        raise HistoryError(f"{path}: no such file")
+    return [path]
+
+
+def read_rows(path: Path) -> Iterator[tuple]:
+    """Yield (name, symbol, day, open, high, low, close, volume, market_cap) per line."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = [h.strip().lower() for h in next(reader, [])]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise HistoryError(f"{path.name}: missing column(s) {', '.join(missing)}")
+        index = {name: header.index(name) for name in header}
+        for line, row in enumerate(reader, start=2):
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            try:
+                cells = {name: row[i].strip() for name, i in index.items()}
+                numbers = {n: _number(cells.get(n, "")) for n in NUMBERS}
+                if numbers["close"] is None:
+                    raise ValueError("close is empty")
+                yield (
+                    cells["name"],
+                    cells["symbol"],
+                    date.fromisoformat(cells["date"][:10]),
+                    numbers["open"],
+                    numbers["high"],
+                    numbers["low"],
+                    numbers["close"],
+                    numbers["volume"],
+                    numbers["marketcap"],
+                )
+            except (IndexError, ValueError) as exc:
+                raise HistoryError(f"{path.name} line {line}: {exc}") from None
+
+
+def _number(text: str) -> Decimal | None:
+    if text == "":
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not finite")
+    return value
+
+
+def import_history(conninfo: str, path: Path) -> tuple[int, int]:
+    """Import every file under ``path`` in one transaction; return (rows read, days new)."""
+    read = new = 0
+    with psycopg.connect(conninfo) as conn:
+        for file in csv_files(path):
+            batch: list[tuple] = []
+            for row in read_rows(file):
+                batch.append(row)
+                if len(batch) >= BATCH:
+                    new += coin_store.store_history(conn, batch)
+                    read += len(batch)
+                    batch = []
+            if batch:
+                new += coin_store.store_history(conn, batch)
+                read += len(batch)
+    return read, new

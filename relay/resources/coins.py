@@ -1,0 +1,89 @@
+"""Relay-out routes for the dashboard, coin search and logos."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import falcon
+
+from relay import caching, params
+from relay.coins import Coins
+from relay.errors import BadRequest, envelope
+from relay.store.coins import DASHBOARD_ORDER
+
+_SYMBOL = re.compile(r"^[A-Za-z0-9$._-]{1,50}$")
+MAX_IDS = 200
+
+
+class DashboardResource:
+    """GET /relay-out/dashboard?id=all&date=&order_by=price&order_type=desc&limit=&offset="""
+
+    auth_scope = "relay:out"
+
+    def __init__(self, coins: Coins):
+        self._coins = coins
+
+    def on_get(self, req, resp):
+        ids = params.text(req, "id") or "all"
+        symbols = None
+        if ids.lower() != "all":
+            symbols = [s.strip() for s in ids.split(",") if s.strip()]
+            if not symbols or len(symbols) > MAX_IDS or not all(_SYMBOL.match(s) for s in symbols):
+                raise BadRequest(
+                    "Bad Request: id parameter must be all or a comma-separated list of symbols"
+                )
+        raw_day = params.text(req, "date")
+        try:
+            day = date.fromisoformat(raw_day) if raw_day else None
+        except ValueError:
+            raise BadRequest("Bad Request: date parameter must be a date (YYYY-MM-DD)") from None
+        order_by = params.text(req, "order_by") or "market_cap"
+        if order_by not in DASHBOARD_ORDER:
+            raise BadRequest(
+                "Bad Request: order_by parameter must be one of " + ", ".join(DASHBOARD_ORDER)
+            )
+        order_type = (params.text(req, "order_type") or "desc").lower()
+        if order_type not in ("asc", "desc"):
+            raise BadRequest("Bad Request: order_type parameter must be asc or desc")
+        limit = params.integer(req, "limit", default=100, low=1, high=5000)
+        offset = params.integer(req, "offset", default=0, low=0, high=1_000_000)
+        data = self._coins.dashboard(day, symbols, order_by, order_type == "desc", limit, offset)
+        if data is None:
+            resp.status = falcon.HTTP_204
+            return
+        resp.media = envelope(200, "OK", data)
+
+
+class SearchResource:
+    """GET /relay-out/search?name=btc"""
+
+    auth_scope = "relay:out"
+
+    def __init__(self, coins: Coins):
+        self._coins = coins
+
+    def on_get(self, req, resp):
+        text = params.text(req, "name", required=True)
+        results = self._coins.search(text)
+        if not results:
+            resp.status = falcon.HTTP_204
+            return
+        resp.media = envelope(200, "OK", {"results": results})
+
+
+class LogoResource:
+    """GET /relay-out/assets/{symbol}/logo: the image, cacheable for a day."""
+
+    auth_scope = "relay:out"
+
+    def __init__(self, coins: Coins):
+        self._coins = coins
+
+    def on_get(self, req, resp, symbol):
+        if not _SYMBOL.match(symbol):
+            raise BadRequest("Bad Request: symbol is not a valid symbol")
+        content_type, data, _ = self._coins.logo(symbol)
+        caching.send(
+            req, resp, data, content_type=content_type, cache_control="public, max-age=86400"
+        )
