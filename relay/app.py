@@ -24,10 +24,10 @@ from relay.coins import Coins
 from relay.config import Config
 from relay.fx import FX
 from relay.ingest import BinanceRelayIn, CMCRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
-from relay.middleware import RequestIdMiddleware
+from relay.middleware import LimitsMiddleware, RequestIdMiddleware
 from relay.resources.coins import DashboardResource, LogoResource, SearchResource
 from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
-from relay.resources.health import HealthResource
+from relay.resources.health import HealthResource, OpenAPIResource
 from relay.resources.markets import CandlesResource, PriceResource, ProfitResource
 from relay.resources.relay_in import RelayInResource, RunsResource, SourceRelayInResource
 from relay.resources.relay_out import RecordsResource
@@ -106,18 +106,26 @@ def create_app(
     coins = Coins(pool)
     fx = FX(pool, now)
 
-    app = falcon.App(
-        middleware=[
-            RequestIdMiddleware(),
-            AuthMiddleware(config.jwt_secrets, Revocations(pool)),
-        ]
-    )
+    middleware: list = [RequestIdMiddleware()]
+    if config.cors_origins:
+        # The frontend runs on another origin; preflights pass before auth.
+        middleware.append(
+            falcon.CORSMiddleware(
+                allow_origins=list(config.cors_origins), expose_headers=["X-Request-Id", "ETag"]
+            )
+        )
+    middleware += [
+        LimitsMiddleware(config.max_query_bytes, config.max_body_bytes),
+        AuthMiddleware(config.jwt_secrets, Revocations(pool)),
+    ]
+    app = falcon.App(middleware=middleware)
     media.install(app)
     errors.install(app)
 
     ledger = Ledger(pool, now)
     overdue_after = {source: timedelta(seconds=s) for source, s in config.overdue_after_s}
     app.add_route("/health", HealthResource(pool, ledger, overdue_after))
+    app.add_route("/openapi.json", OpenAPIResource())
     app.add_route(f"{API}/relay-in", RelayInResource(ledger, runners))
     app.add_route(f"{API}/relay-in/runs", RunsResource(ledger, list(runners)))
     for runner in runners.values():

@@ -44,6 +44,9 @@ class Config:
         ("ecb", 2 * 86400),
     )
     upstream_timeout_s: float = 10.0
+    cors_origins: tuple[str, ...] = ()
+    max_query_bytes: int = 4096
+    max_body_bytes: int = 64 * 1024
     db_pool_min: int = 1
     db_pool_max: int = 4
     db_timeout_s: float = 5.0
@@ -96,6 +99,9 @@ class Config:
             upstream_timeout_s=_float(
                 env, "RELAY_UPSTREAM_TIMEOUT", cls.upstream_timeout_s, 0.1, 600
             ),
+            cors_origins=_list(env, "RELAY_CORS_ORIGINS", cls.cors_origins),
+            max_query_bytes=_int(env, "RELAY_MAX_QUERY_BYTES", cls.max_query_bytes, 256, 1 << 20),
+            max_body_bytes=_int(env, "RELAY_MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 26),
             db_pool_min=_int(env, "RELAY_DB_POOL_MIN", cls.db_pool_min, 0, 100),
             db_pool_max=_int(env, "RELAY_DB_POOL_MAX", cls.db_pool_max, 1, 100),
             db_timeout_s=_float(env, "RELAY_DB_TIMEOUT", cls.db_timeout_s, 0.1, 60),

@@ -60,6 +60,16 @@ class Conflict(RelayError):
     message = "Conflict"
 
 
+class PayloadTooLarge(RelayError):
+    status = 413
+    message = "Content Too Large"
+
+
+class URITooLong(RelayError):
+    status = 414
+    message = "URI Too Long"
+
+
 class Unprocessable(RelayError):
     status = 422
     message = "Unprocessable Entity"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from relay.errors import PayloadTooLarge, URITooLong
+
 # A client's id is echoed only when it is short and plain, never arbitrary bytes.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -22,3 +24,20 @@ class RequestIdMiddleware:
             resp.set_header("X-Request-Id", request_id)
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Cache-Control", resp.get_header("Cache-Control") or "no-store")
+
+
+class LimitsMiddleware:
+    """Refuse over-long query strings (414) and bodies (413) before any work."""
+
+    def __init__(self, max_query_bytes: int, max_body_bytes: int):
+        self.max_query_bytes = max_query_bytes
+        self.max_body_bytes = max_body_bytes
+
+    def process_request(self, req, resp):
+        if len(req.query_string) > self.max_query_bytes:
+            raise URITooLong(f"URI Too Long: the query string exceeds {self.max_query_bytes} bytes")
+        length = req.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise PayloadTooLarge(
+                f"Content Too Large: the body exceeds {self.max_body_bytes} bytes"
+            )

@@ -1,10 +1,12 @@
-"""GET /health: is the service able to reach its database?"""
+"""Public routes: GET /health and GET /openapi.json."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from relay import db
+import falcon
+
+from relay import db, media, openapi
 from relay.errors import DatabaseUnavailable, envelope
 from relay.runs import Ledger
 
@@ -23,3 +25,16 @@ class HealthResource:
             raise DatabaseUnavailable(data={"database": "unreachable"})
         sources = self._ledger.freshness(self._overdue_after)
         resp.media = envelope(200, "OK", {"database": "ok", "sources": sources})
+
+
+class OpenAPIResource:
+    """GET /openapi.json: the contract, public so tools and the docs page can read it."""
+
+    auth_scope = None
+
+    def __init__(self):
+        self._body = media.dumps(openapi.document())
+
+    def on_get(self, req, resp):
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._body

@@ -1,0 +1,590 @@
+"""The OpenAPI 3.1 document of every route: what the tests hold the API to.
+
+Built once from small helpers so each route states its parameters (types,
+formats, enums, bounds), every status it can answer with the envelope
+schema, and the scope its bearer token needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.markets import INTERVALS
+from relay.store.coins import DASHBOARD_ORDER
+
+API = "/relay-api/v1"
+DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "description": "exact decimal"}
+NULLABLE_DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+TIME = {"type": "string", "format": "date-time"}
+DATE = {"type": "string", "format": "date"}
+TEXT = {"type": "string", "maxLength": 200}
+SYMBOL = {"type": "string", "minLength": 1, "maxLength": 200}
+CURRENCY = {"type": "string", "pattern": "^[A-Za-z]{3}$"}
+SOURCES = ["coinapi", "binance", "cmc", "ecb"]
+
+ERROR_TEXT = {
+    400: "Bad input; the message names the parameter",
+    401: "Missing, malformed, expired or revoked token",
+    403: "The token lacks the route's scope",
+    404: "Unknown symbol, currency or route",
+    409: "A relay-in for the same source and symbol is already running",
+    413: "Body too large",
+    414: "Query string too long",
+    422: "Not enough history",
+    500: "A bug; data.request_id names it in the logs",
+    502: "The upstream failed; the message says how",
+    503: "The database (or CoinMarketCap's rate limit) is unavailable",
+    504: "The upstream did not answer in time",
+}
+COMMON_ERRORS = (400, 401, 403, 413, 414, 500, 503)
+
+
+def envelope(data: dict | None = None) -> dict:
+    return {
+        "type": "object",
+        "required": ["code", "message", "data"],
+        "additionalProperties": False,
+        "properties": {
+            "code": {"type": "integer"},
+            "message": {"type": "string"},
+            "data": data or {"type": "object"},
+        },
+    }
+
+
+def obj(properties: dict, required: list[str] | None = None) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+    }
+
+
+def param(
+    name: str,
+    schema: dict,
+    *,
+    required: bool = False,
+    where: str = "query",
+    description: str = "",
+    example: Any = None,
+) -> dict:
+    out = {"name": name, "in": where, "required": required, "schema": schema}
+    if description:
+        out["description"] = description
+    if example is not None:
+        out["example"] = example
+    return out
+
+
+def json_response(description: str, data: dict) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{data}"}}},
+    }
+
+
+def operation(
+    summary: str,
+    scope: str | None,
+    parameters: list[dict],
+    ok: dict[int | str, dict],
+    errors: tuple[int, ...] = (),
+    body: dict | None = None,
+) -> dict:
+    responses: dict[str, Any] = {str(k): v for k, v in ok.items()}
+    for status in sorted(set(COMMON_ERRORS) | set(errors)):
+        if scope is None and status in (401, 403):
+            continue
+        responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    op: dict[str, Any] = {"summary": summary, "parameters": parameters, "responses": responses}
+    op["security"] = [{"bearer": [scope]}] if scope else []
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+RECORD = obj(
+    {
+        "symbol": {"type": "string"},
+        "uuid": {"type": "string", "format": "uuid"},
+        "time_exchange": TIME,
+        "time_coinapi": TIME,
+        "price": DECIMAL,
+        "size": DECIMAL,
+        "taker_side": {"type": "string"},
+    }
+)
+RUN_RESULT = {
+    "type": "object",
+    "required": ["processed", "complete", "symbols"],
+    "properties": {
+        "processed": {"type": "integer", "minimum": 0},
+        "complete": {"type": "boolean"},
+        "symbols": {
+            "type": "object",
+            "additionalProperties": obj(
+                {"processed": {"type": "integer"}, "complete": {"type": "boolean"}}
+            ),
+        },
+        "snapshot": {"type": "string", "format": "uuid"},
+        "logos": {"type": "object"},
+    },
+}
+RATES_MAP = {"type": "object", "additionalProperties": DECIMAL}
+
+SCHEMAS = {
+    "Error": envelope(),
+    "Health": envelope(
+        obj(
+            {
+                "database": {"type": "string"},
+                "sources": {
+                    "type": "object",
+                    "additionalProperties": obj(
+                        {
+                            "last_success": {"type": ["string", "null"], "format": "date-time"},
+                            "overdue": {"type": "boolean"},
+                        }
+                    ),
+                },
+            }
+        )
+    ),
+    "RelayIn": envelope(RUN_RESULT),
+    "Runs": envelope(
+        obj(
+            {
+                "runs": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "id": {"type": "integer"},
+                            "source": {"type": "string", "enum": SOURCES},
+                            "symbols": {"type": "array", "items": {"type": "string"}},
+                            "fired_by": {"type": "string"},
+                            "started_at": TIME,
+                            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                            "status": {
+                                "type": "string",
+                                "enum": ["running", "succeeded", "failed", "rejected"],
+                            },
+                            "http_status": {"type": ["integer", "null"]},
+                            "processed": {"type": ["integer", "null"]},
+                            "complete": {"type": ["boolean", "null"]},
+                            "error": {"type": ["string", "null"]},
+                        }
+                    ),
+                }
+            }
+        )
+    ),
+    "Records": envelope(
+        obj(
+            {
+                "records": {"type": "array", "items": RECORD},
+                "next_cursor": {"type": ["string", "null"]},
+            }
+        )
+    ),
+    "Price": envelope(obj({"symbol": {"type": "string"}, "price": DECIMAL, "as_of": TIME})),
+    "Profit": envelope(
+        obj(
+            {
+                "symbol": {"type": "string"},
+                "value": DECIMAL,
+                "price_then": DECIMAL,
+                "price_now": DECIMAL,
+                "then": TIME,
+                "now": TIME,
+                "final_value": DECIMAL,
+                "profit": DECIMAL,
+                "profit_percent": DECIMAL,
+            }
+        )
+    ),
+    "Candles": envelope(
+        obj(
+            {
+                "symbol": {"type": "string"},
+                "interval": {"type": "string", "enum": list(INTERVALS)},
+                "candles": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "time": TIME,
+                            "open": DECIMAL,
+                            "high": DECIMAL,
+                            "low": DECIMAL,
+                            "close": DECIMAL,
+                            "volume": DECIMAL,
+                        }
+                    ),
+                },
+            }
+        )
+    ),
+    "Dashboard": envelope(
+        obj(
+            {
+                "date": DATE,
+                "total": {"type": "integer"},
+                "rows": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "id": {"type": "integer"},
+                            "name": {"type": "string"},
+                            "symbol": {"type": "string"},
+                            "logo": {"type": ["string", "null"]},
+                            "price": DECIMAL,
+                            "change_24h": NULLABLE_DECIMAL,
+                            "change_7d": NULLABLE_DECIMAL,
+                            "change_1m": NULLABLE_DECIMAL,
+                            "volume_24h": NULLABLE_DECIMAL,
+                            "market_cap": NULLABLE_DECIMAL,
+                        }
+                    ),
+                },
+            }
+        )
+    ),
+    "Search": envelope(
+        obj(
+            {
+                "results": {
+                    "type": "array",
+                    "maxItems": 20,
+                    "items": obj(
+                        {
+                            "id": {"type": "integer"},
+                            "name": {"type": "string"},
+                            "symbol": {"type": "string"},
+                            "slug": {"type": "string"},
+                            "logo": {"type": ["string", "null"]},
+                        }
+                    ),
+                }
+            }
+        )
+    ),
+    "Rates": envelope(obj({"base": {"type": "string"}, "date": DATE, "rates": RATES_MAP})),
+    "Series": envelope(
+        obj(
+            {
+                "base": {"type": "string"},
+                "start": DATE,
+                "end": DATE,
+                "rates": {"type": "object", "additionalProperties": RATES_MAP},
+            }
+        )
+    ),
+    "Convert": envelope(
+        obj(
+            {
+                "from": {"type": "string"},
+                "to": {"type": "string"},
+                "amount": DECIMAL,
+                "date": DATE,
+                "rate": DECIMAL,
+                "result": DECIMAL,
+            }
+        )
+    ),
+}
+
+NO_CONTENT = {"description": "Nothing new, or nothing matches (no body)"}
+RELAY_IN_OK = {
+    200: json_response("Time budget spent before anything new was stored", "RelayIn"),
+    201: json_response("New rows stored", "RelayIn"),
+    204: NO_CONTENT,
+}
+RELAY_IN_ERRORS = (404, 409, 502, 504)
+CACHED = {
+    "headers": {
+        "ETag": {"schema": {"type": "string"}},
+        "Cache-Control": {"schema": {"type": "string"}},
+    }
+}
+NOT_MODIFIED = {"description": "The client's copy (If-None-Match) is current"}
+START_END = [
+    param("start", TEXT, description="ISO 8601 date or date-time, inclusive (UTC if no offset)"),
+    param("end", TEXT, description="ISO 8601 date or date-time, exclusive"),
+]
+SYMBOLS_BODY = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "symbols": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 100,
+                        "items": {"type": "string", "maxLength": 200},
+                    }
+                },
+            }
+        }
+    },
+}
+
+
+def _paths() -> dict:
+    records = operation(
+        "Trades of a CoinAPI symbol, newest first, keyset-paginated",
+        "relay:out",
+        [
+            *START_END,
+            param("limit", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}),
+            param("cursor", TEXT, description="next_cursor of the previous page"),
+        ],
+        {200: json_response("A page of trades", "Records")},
+        (404,),
+    )
+
+    def with_symbol(op: dict, name: str) -> dict:
+        return {**op, "parameters": [param(name, SYMBOL, required=True), *op["parameters"]]}
+
+    paths = {
+        "/health": {
+            "get": operation(
+                "Database reachability and each source's last successful relay-in",
+                None,
+                [],
+                {200: json_response("The database answers", "Health")},
+            )
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+        f"{API}/relay-in": {
+            "get": operation(
+                "Relay one symbol in (the original contract); source defaults to coinapi",
+                "relay:in",
+                [
+                    param(
+                        "Symbol",
+                        TEXT,
+                        description="required for coinapi and binance",
+                        example="BTC",
+                    ),
+                    param("source", {"type": "string", "enum": SOURCES}),
+                ],
+                RELAY_IN_OK,
+                RELAY_IN_ERRORS,
+            )
+        },
+        f"{API}/relay-in/runs": {
+            "get": operation(
+                "Recent relay-in runs, newest first",
+                "relay:in",
+                [
+                    param("source", {"type": "string", "enum": SOURCES}),
+                    param(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}
+                    ),
+                ],
+                {200: json_response("Runs", "Runs")},
+            )
+        },
+        f"{API}/relay-out": {"get": with_symbol(records, "Symbol")},
+        f"{API}/relay-out/records": {"get": with_symbol(records, "symbol")},
+        f"{API}/relay-out/price": {
+            "get": operation(
+                "The last traded price held for a Binance symbol",
+                "relay:out",
+                [param("currency", SYMBOL, required=True, example="ADAUSDT")],
+                {200: json_response("Price", "Price")},
+                (404,),
+            )
+        },
+        f"{API}/relay-out/profit": {
+            "get": operation(
+                "What value bought 24 hours ago is worth now",
+                "relay:out",
+                [
+                    param(
+                        "value",
+                        TEXT,
+                        required=True,
+                        description="positive decimal, at most 1e15",
+                        example="1000",
+                    ),
+                    param("currency", SYMBOL, required=True, example="ADAUSDT"),
+                ],
+                {200: json_response("Profit", "Profit")},
+                (404, 422),
+            )
+        },
+        f"{API}/relay-out/candles": {
+            "get": operation(
+                "OHLCV candles resampled from 1-minute rows",
+                "relay:out",
+                [
+                    param("symbol", SYMBOL, required=True, example="ADAUSDT"),
+                    param("interval", {"type": "string", "enum": list(INTERVALS), "default": "1h"}),
+                    *START_END,
+                ],
+                {200: json_response("Candles", "Candles")},
+                (404,),
+            )
+        },
+        f"{API}/relay-out/dashboard": {
+            "get": operation(
+                "The ranked coin table for a day",
+                "relay:out",
+                [
+                    param("id", TEXT, description="all, or comma-separated symbols", example="all"),
+                    param("date", DATE),
+                    param("order_by", {"type": "string", "enum": list(DASHBOARD_ORDER)}),
+                    param("order_type", {"type": "string", "enum": ["asc", "desc"]}),
+                    param(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 5000, "default": 100}
+                    ),
+                    param("offset", {"type": "integer", "minimum": 0, "maximum": 1000000}),
+                ],
+                {200: json_response("Rows", "Dashboard"), 204: NO_CONTENT},
+            )
+        },
+        f"{API}/relay-out/search": {
+            "get": operation(
+                "Coins by name or symbol",
+                "relay:out",
+                [param("name", SYMBOL, required=True, example="bit")],
+                {200: json_response("Results", "Search"), 204: NO_CONTENT},
+            )
+        },
+        f"{API}/relay-out/assets/{{symbol}}/logo": {
+            "get": operation(
+                "A coin's logo image",
+                "relay:out",
+                [
+                    param(
+                        "symbol",
+                        {"type": "string", "pattern": "^[A-Za-z0-9$._-]{1,50}$"},
+                        required=True,
+                        where="path",
+                    )
+                ],
+                {
+                    200: {
+                        "description": "The image",
+                        **CACHED,
+                        "content": {
+                            "image/*": {"schema": {"type": "string", "contentMediaType": "image/*"}}
+                        },
+                    },
+                    304: NOT_MODIFIED,
+                },
+                (404,),
+            )
+        },
+        f"{API}/relay-out/rates": {
+            "get": operation(
+                "Euro reference rates on a day, cross rates through the euro",
+                "relay:out",
+                [
+                    param("date", TEXT, description="latest or YYYY-MM-DD"),
+                    param("base", CURRENCY, example="USD"),
+                    param(
+                        "symbols",
+                        TEXT,
+                        description="comma-separated currency codes",
+                        example="JPY,GBP",
+                    ),
+                ],
+                {200: {**json_response("Rates", "Rates"), **CACHED}, 304: NOT_MODIFIED},
+                (404,),
+            )
+        },
+        f"{API}/relay-out/rates/series": {
+            "get": operation(
+                "Rates over a range of business days (at most 366 days)",
+                "relay:out",
+                [
+                    param("start", DATE, required=True, example="2018-06-01"),
+                    param("end", DATE, example="2018-06-11"),
+                    param("base", CURRENCY, example="USD"),
+                    param("symbols", TEXT),
+                ],
+                {200: {**json_response("Series", "Series"), **CACHED}, 304: NOT_MODIFIED},
+                (404,),
+            )
+        },
+        f"{API}/relay-out/convert": {
+            "get": operation(
+                "Convert an amount between currencies",
+                "relay:out",
+                [
+                    param("from", CURRENCY, required=True, example="USD"),
+                    param("to", CURRENCY, required=True, example="JPY"),
+                    param(
+                        "amount", TEXT, description="non-negative decimal, default 1", example="100"
+                    ),
+                    param("date", TEXT, description="latest or YYYY-MM-DD"),
+                ],
+                {200: {**json_response("Conversion", "Convert"), **CACHED}, 304: NOT_MODIFIED},
+                (404,),
+            )
+        },
+    }
+    for source in SOURCES:
+        paths[f"{API}/relay-in/{source}"] = {
+            "post": operation(
+                f"Relay {source} in",
+                "relay:in",
+                [],
+                RELAY_IN_OK,
+                RELAY_IN_ERRORS,
+                body=SYMBOLS_BODY,
+            )
+        }
+    return paths
+
+
+def document(server_url: str | None = None) -> dict:
+    doc = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "relay",
+            "version": "1.0.0",
+            "description": "Authenticated market-data relay API. Every body is the envelope "
+            '{"code", "message", "data"}; decimals are exact strings; times are UTC.',
+        },
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "HS256 JWT with scope relay:in, relay:out (space-separated)",
+                }
+            },
+            "schemas": SCHEMAS,
+            "responses": {
+                f"E{status}": {
+                    "description": text,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+                for status, text in ERROR_TEXT.items()
+            },
+        },
+    }
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc
