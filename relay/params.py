@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
 
 import falcon
@@ -9,6 +10,8 @@ import falcon
 from relay.errors import BadRequest
 
 MAX_PARAM_LENGTH = 200
+# NUL cannot be stored or compared by PostgreSQL, and no parameter needs control characters.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def text(req: falcon.Request, name: str, *, required: bool = False) -> str | None:
@@ -23,6 +26,8 @@ def text(req: falcon.Request, name: str, *, required: bool = False) -> str | Non
     value = values[0].strip()
     if len(value) > MAX_PARAM_LENGTH:
         raise BadRequest(f"Bad Request: {name} parameter is too long")
+    if _CONTROL.search(value):
+        raise BadRequest(f"Bad Request: {name} parameter contains control characters")
     if not value:
         if required:
             raise BadRequest(f"Bad Request: {name} parameter must not be empty")
