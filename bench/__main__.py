@@ -1,0 +1,264 @@
+"""The benchmark: ingest, serve, scale and bulk read, each beside its ceiling.
+
+    ./run bench [--quick] [--runs 3] [--seconds 5]
+
+Starts PostgreSQL, the API under gunicorn with the production settings
+(gunicorn.conf.py, WEB_CONCURRENCY=2), a Falcon hello-world under the same
+settings, and loopback upstreams serving synthetic data in the real
+formats. Every figure is the median of --runs runs with min and max.
+Writes bench/results/latest.json and latest.md and prints the table.
+``--quick`` stops the scale series at 1 million rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+
+from bench import harness
+from relay.sources.binance import parse_klines
+from relay.sources.coinapi import parse_trades
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BTC = "BITSTAMP_SPOT_BTC_USD"
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def get(url: str, tok: str) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {tok}"})
+    with urllib.request.urlopen(request, timeout=600) as resp:
+        return json.loads(resp.read())["data"]
+
+
+def ingest(db_url: str, api: str, pages: harness.PageServer, runs: int) -> dict:
+    """Rows/s through relay-in end to end, and of a bare COPY of the same rows."""
+    tok = harness.token("relay:in")
+    out = {}
+    cases = {
+        "coinapi trades": (
+            "symbol_data, symbol",
+            f"{api}/relay-api/v1/relay-in?Symbol={BTC}",
+            lambda: parse_trades(json.loads("[" + ",".join(pages.trades[BTC][1]) + "]",
+                                            parse_float=Decimal), BTC),
+            "COPY symbol_data (uuid, time_exchange, time_coinapi, price, size, taker_side, symbol)"
+            " FROM STDIN (FORMAT BINARY)",
+            ["uuid", "timestamptz", "timestamptz", "numeric", "numeric", "text", "int8"],
+        ),
+        "binance candles": (
+            "binance_candle, binance_ticker",
+            f"{api}/relay-api/v1/relay-in?Symbol=ADAUSDT&source=binance",
+            lambda: parse_klines(json.loads("[" + ",".join(pages.klines["ADAUSDT"][1]) + "]")),
+            "COPY binance_candle (open_time, close_time, open, high, low, close, volume,"
+            " quote_volume, trades, taker_buy_base, taker_buy_quote, symbol, fetched_at)"
+            " FROM STDIN (FORMAT BINARY)",
+            ["timestamptz", "timestamptz", *["numeric"] * 6, "int8", "numeric", "numeric",
+             "text", "timestamptz"],
+        ),
+    }  # fmt: skip
+    for name, (tables, url, rows_of, copy_sql, types) in cases.items():
+        relayed, bare = [], []
+        rows = rows_of()
+        for _ in range(runs):
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute(f"TRUNCATE {tables}, relay_run CASCADE")
+            started = time.perf_counter()
+            data = get(url, tok)
+            relayed.append(data["processed"] / (time.perf_counter() - started))
+            assert data["complete"], data
+        for _ in range(runs):
+            with psycopg.connect(db_url) as conn:
+                conn.execute(f"TRUNCATE {tables} CASCADE")
+                conn.execute(
+                    "INSERT INTO symbol (symbol_id) VALUES (%s) ON CONFLICT DO NOTHING", (BTC,)
+                )
+                symbol = conn.execute(
+                    "SELECT id FROM symbol WHERE symbol_id = %s", (BTC,)
+                ).fetchone()[0]
+                conn.commit()
+                extra = (symbol,) if name.startswith("coinapi") else ("ADAUSDT", datetime.now(UTC))
+                started = time.perf_counter()
+                with conn.cursor().copy(copy_sql) as copy:
+                    copy.set_types(types)
+                    for row in rows:
+                        copy.write_row((*row, *extra))
+                conn.commit()
+                bare.append(len(rows) / (time.perf_counter() - started))
+        out[name] = {
+            "rows": len(rows),
+            "relay_in_rows_per_s": spread(relayed),
+            "bare_copy_rows_per_s": spread(bare),
+            "ratio": statistics.median(relayed) / statistics.median(bare),
+        }
+    return out
+
+
+FILL = {
+    "symbol": "INSERT INTO symbol (symbol_id) VALUES ('BITSTAMP_SPOT_BTC_USD') ON CONFLICT DO NOTHING",
+    "trades": """
+        INSERT INTO symbol_data (uuid, symbol, time_exchange, time_coinapi, price, size, taker_side)
+        SELECT md5(i::text)::uuid, (SELECT id FROM symbol WHERE symbol_id = 'BITSTAMP_SPOT_BTC_USD'),
+               t, t, 30000 + i %% 997 + 0.12345678, 0.001 * (i %% 1000), 'BUY'
+        FROM generate_series(1, %(n)s) AS i,
+             LATERAL (SELECT now() - i * interval '100 milliseconds' AS t) AS x
+    """,
+    "candles": """
+        INSERT INTO binance_candle
+        SELECT 'ADAUSDT', t, t + interval '59.999 seconds', p, p, p, p, 10, 10, 7, 5, 5, t
+        FROM generate_series(1, %(n)s) AS i,
+             LATERAL (SELECT date_trunc('minute', now()) - i * interval '1 minute' AS t,
+                             1 + (i %% 997) / 1000.0 AS p) AS x
+    """,
+}
+FIXED = """
+    INSERT INTO ecb_rate
+    SELECT d::date, c, r FROM generate_series(current_date - 30, current_date, interval '1 day') AS d,
+         (VALUES ('USD', 1.0921), ('JPY', 158.54), ('GBP', 0.8612)) AS v(c, r)
+    WHERE extract(isodow FROM d) < 6;
+    INSERT INTO coin (cmc_id, name, symbol, slug, rank)
+    SELECT i, 'Coin ' || i, 'C' || i, 'coin-' || i, i FROM generate_series(1, 5000) AS i;
+    INSERT INTO coin_daily (coin_id, day, close, volume, market_cap)
+    SELECT c.id, d::date, 1 + c.id * 0.001 + extract(day FROM d) * 0.01, 100, 1000 * c.id
+    FROM coin AS c, generate_series(current_date - 31, current_date, interval '1 day') AS d;
+"""
+
+
+def fill(db_url: str, size: int) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE symbol_data, symbol, binance_candle, binance_ticker CASCADE")
+        for query in FILL.values():
+            conn.execute(query, {"n": size} if "%(n)s" in query else None)
+        conn.execute("VACUUM ANALYZE symbol_data")
+        conn.execute("VACUUM ANALYZE binance_candle")
+
+
+def serve(api: str, hello: str, runs: int, seconds: int) -> dict:
+    tok = harness.token("relay:out")
+    headers = {"Authorization": f"Bearer {tok}"}
+    v1 = "/relay-api/v1/relay-out"
+    routes = {
+        "hello-world ceiling": (hello, ["/hello"], {}),
+        "price": (api, [f"{v1}/price?currency=ADAUSDT"], headers),
+        "profit": (api, [f"{v1}/profit?value=1000&currency=ADAUSDT"], headers),
+        "records (100 rows)": (api, [f"{v1}/records?symbol=BTC&limit=100"], headers),
+        "dashboard (100 rows)": (api, [f"{v1}/dashboard?limit=100&order_by=24h"], headers),
+        "convert": (api, [f"{v1}/convert?from=USD&to=JPY&amount=100"], headers),
+    }
+    out = {}
+    for name, (base, paths, hdrs) in routes.items():
+        results = [harness.wrk(base, paths, hdrs, seconds=seconds) for _ in range(runs)]
+        bad = {s: n for r in results for s, n in r["statuses"].items() if not s.startswith("2")}
+        out[name] = {
+            "rps": spread([r["rps"] for r in results]),
+            "p50_ms": spread([r["p50_ms"] for r in results]),
+            "p99_ms": spread([r["p99_ms"] for r in results]),
+            "non_2xx": bad,
+        }
+    ceiling = out["hello-world ceiling"]
+    for name, figures in out.items():
+        figures["rps_ratio"] = figures["rps"]["median"] / ceiling["rps"]["median"]
+        figures["p99_ratio"] = figures["p99_ms"]["median"] / ceiling["p99_ms"]["median"]
+    return out
+
+
+def bulk_read(api: str, pages: int = 20) -> dict:
+    tok = harness.token("relay:out")
+    url = f"{api}/relay-api/v1/relay-out/records?symbol=BTC&limit=10000"
+    rows, cursor = 0, None
+    started = time.perf_counter()
+    for _ in range(pages):
+        data = get(url + (f"&cursor={cursor}" if cursor else ""), tok)
+        rows += len(data["records"])
+        cursor = data["next_cursor"]
+        if not cursor:
+            break
+    return {"rows": rows, "rows_per_s": rows / (time.perf_counter() - started)}
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Benchmark on {result['when']} ({result['mode']}, {result['runs']} runs each)", ""]
+    lines += [
+        "| ingest | rows | relay-in rows/s | bare COPY rows/s | ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, f in result["ingest"].items():
+        lines.append(
+            f"| {name} | {f['rows']:,} | {f['relay_in_rows_per_s']['median']:,.0f} "
+            f"({f['relay_in_rows_per_s']['min']:,.0f}–{f['relay_in_rows_per_s']['max']:,.0f}) | "
+            f"{f['bare_copy_rows_per_s']['median']:,.0f} | {f['ratio']:.2f} |"
+        )
+    lines += ["", "| rows | route | req/s (min–max) | × ceiling | p50 ms | p99 ms | p99 × ceiling | non-2xx |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for size, routes in result["serve"].items():
+        for name, f in routes.items():
+            lines.append(
+                f"| {int(size):,} | {name} | {f['rps']['median']:,.0f} "
+                f"({f['rps']['min']:,.0f}–{f['rps']['max']:,.0f}) | {f['rps_ratio']:.2f} | "
+                f"{f['p50_ms']['median']:.2f} | {f['p99_ms']['median']:.2f} | "
+                f"{f['p99_ratio']:.2f} | {f['non_2xx'] or ''} |"
+            )
+    lines += ["", "| rows | bulk read: records pages of 10,000 | rows/s |", "| --- | --- | --- |"]
+    for size, f in result["bulk_read"].items():
+        lines.append(f"| {int(size):,} | {f['rows']:,} rows | {f['rows_per_s']:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="scale to 1 million rows, not 10")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per run")
+    args = parser.parse_args()
+    harness.require_wrk()
+    sizes = [10_000, 1_000_000] + ([] if args.quick else [10_000_000])
+    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
+              "mode": "quick" if args.quick else "full", "runs": args.runs}  # fmt: skip
+    pages = harness.PageServer()
+    now = datetime.now(UTC)
+    pages.add_trades(BTC, now - timedelta(hours=6), 200_000)
+    pages.add_klines("ADAUSDT", now - timedelta(minutes=100_000), 100_000)
+    with harness.postgres() as server_url:
+        db_url = harness.fresh_database(server_url)
+        env = {
+            "DATABASE_URL": db_url, "RELAY_JWT_SECRET": harness.SECRET,
+            "COINAPI_URL": pages.url, "COINAPI_PAGE_LIMIT": "10000",
+            "COINAPI_BACKFILL_HOURS": "7", "BINANCE_URL": pages.url,
+            "BINANCE_BACKFILL_HOURS": str(100_000 // 60 + 2), "RELAY_IN_BUDGET_S": "600",
+        }  # fmt: skip
+        with (
+            harness.gunicorn("relay.app:app", env) as api,
+            harness.gunicorn("bench.hello:app", {}) as hello,
+        ):
+            print("ingest...", flush=True)
+            result["ingest"] = ingest(db_url, api, pages, args.runs)
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("TRUNCATE ecb_rate, coin, coin_daily CASCADE")
+                conn.execute(FIXED)
+            result["serve"], result["bulk_read"] = {}, {}
+            for size in sizes:
+                print(f"serve at {size:,} rows...", flush=True)
+                fill(db_url, size)
+                result["serve"][str(size)] = serve(api, hello, args.runs, args.seconds)
+                result["bulk_read"][str(size)] = bulk_read(api)
+    pages.close()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
+    table = markdown(result)
+    (RESULTS / "latest.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
