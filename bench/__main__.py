@@ -165,7 +165,7 @@ def serve(api: str, hello: str, runs: int, seconds: int) -> dict:
             "non_2xx": bad,
         }
     ceiling = out["hello-world ceiling"]
-    for name, figures in out.items():
+    for figures in out.values():
         figures["rps_ratio"] = figures["rps"]["median"] / ceiling["rps"]["median"]
         figures["p99_ratio"] = figures["p99_ms"]["median"] / ceiling["p99_ms"]["median"]
     return out
@@ -194,16 +194,16 @@ def markdown(result: dict) -> str:
     for name, f in result["ingest"].items():
         lines.append(
             f"| {name} | {f['rows']:,} | {f['relay_in_rows_per_s']['median']:,.0f} "
-            f"({f['relay_in_rows_per_s']['min']:,.0f}–{f['relay_in_rows_per_s']['max']:,.0f}) | "
+            f"({f['relay_in_rows_per_s']['min']:,.0f}-{f['relay_in_rows_per_s']['max']:,.0f}) | "
             f"{f['bare_copy_rows_per_s']['median']:,.0f} | {f['ratio']:.2f} |"
         )
-    lines += ["", "| rows | route | req/s (min–max) | × ceiling | p50 ms | p99 ms | p99 × ceiling | non-2xx |",
+    lines += ["", "| rows | route | req/s (min-max) | x ceiling | p50 ms | p99 ms | p99 x ceiling | non-2xx |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for size, routes in result["serve"].items():
         for name, f in routes.items():
             lines.append(
                 f"| {int(size):,} | {name} | {f['rps']['median']:,.0f} "
-                f"({f['rps']['min']:,.0f}–{f['rps']['max']:,.0f}) | {f['rps_ratio']:.2f} | "
+                f"({f['rps']['min']:,.0f}-{f['rps']['max']:,.0f}) | {f['rps_ratio']:.2f} | "
                 f"{f['p50_ms']['median']:.2f} | {f['p99_ms']['median']:.2f} | "
                 f"{f['p99_ratio']:.2f} | {f['non_2xx'] or ''} |"
             )
