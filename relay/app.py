@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from relay import db, errors, media
 from relay.auth import AuthMiddleware, Revocations
+from relay.changes import AnswerCache, Changes
 from relay.coins import Coins
 from relay.config import Config
 from relay.fx import FX
@@ -49,8 +50,14 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     uuidgen: Callable[[], uuid.UUID] = uuid.uuid4,
+    changes: Changes | None = None,
 ) -> falcon.App:
-    """Wire the app from its dependencies; opens nothing, reads no environment."""
+    """Wire the app from its dependencies; opens nothing, reads no environment.
+
+    With ``changes`` (a started listener) answers are cached until the data
+    they come from changes; without it every answer is read afresh.
+    """
+    cache = AnswerCache(changes)
     session = session or requests.Session()
 
     def client(name: str) -> UpstreamClient:
@@ -104,7 +111,7 @@ def create_app(
     )
     runners = {runner.name: runner for runner in (coinapi_in, binance_in, cmc_in, ecb_in)}
     coins = Coins(pool)
-    fx = FX(pool, now)
+    fx = FX(pool, now, cache)
 
     middleware: list = [RequestIdMiddleware()]
     if config.cors_origins:
@@ -116,13 +123,13 @@ def create_app(
         )
     middleware += [
         LimitsMiddleware(config.max_query_bytes, config.max_body_bytes),
-        AuthMiddleware(config.jwt_secrets, Revocations(pool)),
+        AuthMiddleware(config.jwt_secrets, Revocations(pool, changes)),
     ]
     app = falcon.App(middleware=middleware)
     media.install(app)
     errors.install(app)
 
-    ledger = Ledger(pool, now)
+    ledger = Ledger(pool, now, changes)
     overdue_after = {source: timedelta(seconds=s) for source, s in config.overdue_after_s}
     app.add_route("/health", HealthResource(pool, ledger, overdue_after))
     app.add_route("/openapi.json", OpenAPIResource())
@@ -131,13 +138,13 @@ def create_app(
     for runner in runners.values():
         app.add_route(f"{API}/relay-in/{runner.name}", SourceRelayInResource(ledger, runner))
     template = config.coinapi_symbol_template
-    app.add_route(f"{API}/relay-out", RecordsResource(pool, template, symbol_param="Symbol"))
-    app.add_route(f"{API}/relay-out/records", RecordsResource(pool, template))
-    app.add_route(f"{API}/relay-out/price", PriceResource(pool))
-    app.add_route(f"{API}/relay-out/profit", ProfitResource(pool))
-    app.add_route(f"{API}/relay-out/candles", CandlesResource(pool))
-    app.add_route(f"{API}/relay-out/dashboard", DashboardResource(coins))
-    app.add_route(f"{API}/relay-out/search", SearchResource(coins))
+    app.add_route(f"{API}/relay-out", RecordsResource(pool, cache, template, symbol_param="Symbol"))
+    app.add_route(f"{API}/relay-out/records", RecordsResource(pool, cache, template))
+    app.add_route(f"{API}/relay-out/price", PriceResource(pool, cache))
+    app.add_route(f"{API}/relay-out/profit", ProfitResource(pool, cache))
+    app.add_route(f"{API}/relay-out/candles", CandlesResource(pool, cache))
+    app.add_route(f"{API}/relay-out/dashboard", DashboardResource(coins, cache))
+    app.add_route(f"{API}/relay-out/search", SearchResource(coins, cache))
     app.add_route(f"{API}/relay-out/assets/{{symbol}}/logo", LogoResource(coins))
     app.add_route(f"{API}/relay-out/rates", RatesResource(fx))
     app.add_route(f"{API}/relay-out/rates/series", SeriesResource(fx))
@@ -158,7 +165,8 @@ def get_app() -> falcon.App:
     # Connections are made in the background: a database that is down at
     # start makes requests answer 503 until it is back, not the worker crash.
     pool.open(wait=False)
-    return create_app(config, pool)
+    changes = Changes(config.database_url).start()
+    return create_app(config, pool, changes=changes)
 
 
 _app: falcon.App | None = None

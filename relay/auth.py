@@ -18,6 +18,7 @@ import jwt
 from psycopg_pool import ConnectionPool
 
 from relay import db
+from relay.changes import REVOKED, Changes, announce
 from relay.errors import Forbidden, Unauthorized
 
 ALGORITHM = "HS256"
@@ -133,17 +134,24 @@ class Revocations:
         ON CONFLICT (jti) DO NOTHING
     """
 
-    def __init__(self, pool: ConnectionPool):
+    def __init__(self, pool: ConnectionPool, changes: Changes | None = None):
         self._pool = pool
+        self._changes = changes
 
     def is_revoked(self, jti: str) -> bool:
+        """From the listener's in-memory set while it is live, else from the database."""
+        revoked = self._changes.revoked() if self._changes else None
+        if revoked is not None:
+            return jti in revoked
         with db.connection(self._pool) as conn:
             return conn.execute(self._IS_REVOKED, {"jti": jti}).fetchone() is not None
 
     def revoke(self, jti: str) -> bool:
-        """Revoke ``jti``; return False when it was revoked already."""
+        """Revoke ``jti``, telling every worker; return False when it was revoked already."""
         with db.connection(self._pool) as conn:
-            return conn.execute(self._REVOKE, {"jti": jti}).rowcount == 1
+            fresh = conn.execute(self._REVOKE, {"jti": jti}).rowcount == 1
+            announce(conn, REVOKED)
+            return fresh
 
 
 class AuthMiddleware:

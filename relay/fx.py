@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from psycopg_pool import ConnectionPool
 
 from relay import db
+from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound
 from relay.store import rates as rate_store
 
@@ -48,9 +49,15 @@ def next_publication(after: datetime) -> datetime:
 class FX:
     """Read rates for relay-out. ``now`` decides what "future" and "latest" mean."""
 
-    def __init__(self, pool: ConnectionPool, now: Callable[[], datetime]):
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        now: Callable[[], datetime],
+        cache: AnswerCache | None = None,
+    ):
         self.pool = pool
         self.now = now
+        self.cache = cache or AnswerCache(None)
 
     def _check_date(self, on: date, name: str) -> None:
         if on > self.now().date():
@@ -82,14 +89,23 @@ class FX:
         seconds = int((next_publication(self.now()) - self.now()).total_seconds())
         return f"public, max-age={max(60, seconds)}"
 
-    def rates(self, on: date | None, base: str, symbols: Sequence[str] | None) -> tuple[dict, str]:
-        if on is not None:
-            self._check_date(on, "date")
+    def _published(self, on: date | None, currencies: tuple[str, ...]) -> tuple:
+        """The day a date means, its rates per EUR (EUR included), and the newest day."""
         with db.connection(self.pool) as conn:
             day = self._day(conn, on)
             published = {"EUR": Decimal(1), **rate_store.rates_on(conn, day)}
-            self._require(conn, published, [base, *(symbols or ())], day)
-            newest = rate_store.newest_day(conn)
+            self._require(conn, published, currencies, day)
+            return day, published, rate_store.newest_day(conn)
+
+    def _cached_published(self, on: date | None, currencies: tuple[str, ...]) -> tuple:
+        return self.cache.get(
+            "rates", ("published", on, currencies), lambda: self._published(on, currencies)
+        )
+
+    def rates(self, on: date | None, base: str, symbols: Sequence[str] | None) -> tuple[dict, str]:
+        if on is not None:
+            self._check_date(on, "date")
+        day, published, newest = self._cached_published(on, (base, *(symbols or ())))
         wanted = symbols or sorted(c for c in published if c != base)
         rates = {c: cross(published[c], published[base]) for c in wanted}
         data = {"base": base, "date": day, "rates": rates}
@@ -101,11 +117,18 @@ class FX:
         self._check_date(start, "start")
         if end is not None:
             self._check_date(end, "end")
+        key = ("series", start, end, base, tuple(symbols or ()))
+        data, newest = self.cache.get("rates", key, lambda: self._series(start, end, base, symbols))
+        return data, self.cache_policy(end, newest)
+
+    def _series(
+        self, start: date, end: date | None, base: str, symbols: Sequence[str] | None
+    ) -> tuple[dict, date]:
         with db.connection(self.pool) as conn:
             newest = rate_store.newest_day(conn)
             if newest is None:
                 raise NotFound("Not Found: no rates stored")
-            requested_end, end = end, end or newest
+            end = end or newest
             if start > end:
                 raise BadRequest("Bad Request: start parameter is after end")
             if (end - start).days + 1 > MAX_SERIES_DAYS:
@@ -126,19 +149,14 @@ class FX:
             out[day.isoformat()] = {
                 c: cross(published[c], published[base]) for c in wanted if c in published
             }
-        data = {"base": base, "start": start, "end": end, "rates": out}
-        return data, self.cache_policy(requested_end, newest)
+        return {"base": base, "start": start, "end": end, "rates": out}, newest
 
     def convert(
         self, source: str, target: str, amount: Decimal, on: date | None
     ) -> tuple[dict, str]:
         if on is not None:
             self._check_date(on, "date")
-        with db.connection(self.pool) as conn:
-            day = self._day(conn, on)
-            published = {"EUR": Decimal(1), **rate_store.rates_on(conn, day)}
-            self._require(conn, published, [source, target], day)
-            newest = rate_store.newest_day(conn)
+        day, published, newest = self._cached_published(on, (source, target))
         exact = _CONTEXT.divide(_CONTEXT.multiply(amount, published[target]), published[source])
         data = {
             "from": source,

@@ -176,6 +176,7 @@ class CoinAPIRelayIn(PagedRelayIn):
 
     name = "coinapi"
     upstream = COINAPI
+    concern = "trades"
 
     def __init__(
         self, pool: ConnectionPool, source: CoinAPISource, *, symbol_template: str, **kwargs
@@ -209,6 +210,7 @@ class BinanceRelayIn(PagedRelayIn):
 
     name = "binance"
     upstream = BINANCE
+    concern = "candles"
 
     def __init__(self, pool: ConnectionPool, source: BinanceSource, **kwargs):
         super().__init__(pool, **kwargs)
@@ -258,6 +260,7 @@ class ECBRelayIn:
 
     name = "ecb"
     upstream = ecb.NAME
+    concern = "rates"
     takes_symbols = False
     GAP_90D = timedelta(days=90)
 
@@ -310,6 +313,7 @@ class CMCRelayIn:
 
     name = "cmc"
     upstream = cmc.NAME
+    concern = "coins"
     takes_symbols = False
     LOGOS_PER_RUN = 500
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from psycopg_pool import ConnectionPool
 
 from relay import db
+from relay.changes import Changes
 from relay.errors import Conflict, RelayError
 from relay.ingest import RunResult
 
@@ -56,9 +57,12 @@ ALL_SYMBOLS = "*"
 class Ledger:
     """Run a relay-in under its locks, recording when, by whom, and how it ended."""
 
-    def __init__(self, pool: ConnectionPool, now: Callable[[], datetime]):
+    def __init__(
+        self, pool: ConnectionPool, now: Callable[[], datetime], changes: Changes | None = None
+    ):
         self.pool = pool
         self.now = now
+        self.changes = changes
 
     @contextlib.contextmanager
     def _locked(self, source: str, symbols: Sequence[str]) -> Iterator[None]:
@@ -94,13 +98,16 @@ class Ledger:
                 try:
                     result = runner.run(symbols)
                 except RelayError as exc:
+                    self._touch(runner)
                     self._finish(
                         run_id, "failed", exc.status, exc.data.get("processed"), False, exc.message
                     )
                     raise
                 except Exception as exc:
+                    self._touch(runner)
                     self._finish(run_id, "failed", 500, None, False, type(exc).__name__)
                     raise
+                self._touch(runner)
         except Conflict as exc:
             run_id = self._record(START, {**base, "status": "rejected"})[0]
             self._finish(run_id, "rejected", exc.status, 0, False, exc.message)
@@ -118,6 +125,11 @@ class Ledger:
             result.complete,
         )
         return result
+
+    def _touch(self, runner) -> None:
+        # This worker answers from the new data at once; others hear it by NOTIFY.
+        if self.changes is not None:
+            self.changes.touch(runner.concern)
 
     def _finish(self, run_id, status, http_status, processed, complete, error) -> None:
         with db.connection(self.pool) as conn:

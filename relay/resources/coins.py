@@ -8,6 +8,7 @@ from datetime import date
 import falcon
 
 from relay import caching, params
+from relay.changes import AnswerCache
 from relay.coins import Coins
 from relay.errors import BadRequest, envelope
 from relay.store.coins import DASHBOARD_ORDER
@@ -21,8 +22,9 @@ class DashboardResource:
 
     auth_scope = "relay:out"
 
-    def __init__(self, coins: Coins):
+    def __init__(self, coins: Coins, cache: AnswerCache):
         self._coins = coins
+        self._cache = cache
 
     def on_get(self, req, resp):
         ids = params.text(req, "id") or "all"
@@ -48,7 +50,13 @@ class DashboardResource:
             raise BadRequest("Bad Request: order_type parameter must be asc or desc")
         limit = params.integer(req, "limit", default=100, low=1, high=5000)
         offset = params.integer(req, "offset", default=0, low=0, high=1_000_000)
-        data = self._coins.dashboard(day, symbols, order_by, order_type == "desc", limit, offset)
+        data = self._cache.get(
+            "coins",
+            (req.path, req.query_string),
+            lambda: self._coins.dashboard(
+                day, symbols, order_by, order_type == "desc", limit, offset
+            ),
+        )
         if data is None:
             resp.status = falcon.HTTP_204
             return
@@ -60,12 +68,15 @@ class SearchResource:
 
     auth_scope = "relay:out"
 
-    def __init__(self, coins: Coins):
+    def __init__(self, coins: Coins, cache: AnswerCache):
         self._coins = coins
+        self._cache = cache
 
     def on_get(self, req, resp):
         text = params.text(req, "name", required=True)
-        results = self._coins.search(text)
+        results = self._cache.get(
+            "coins", (req.path, req.query_string), lambda: self._coins.search(text)
+        )
         if not results:
             resp.status = falcon.HTTP_204
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from relay import markets, params
+from relay.changes import AnswerCache
 from relay.errors import BadRequest, envelope
 from relay.sources.binance import resolve_symbol
 
@@ -40,40 +41,37 @@ def parse_value(req) -> Decimal:
     return value
 
 
-class PriceResource:
-    """GET /relay-out/price?currency=ADAUSDT"""
-
+class _MarketResource:
     auth_scope = "relay:out"
 
-    def __init__(self, pool):
+    def __init__(self, pool, cache: AnswerCache):
         self._pool = pool
+        self._cache = cache
+
+    def _answer(self, req, resp, compute) -> None:
+        data = self._cache.get("candles", (req.path, req.query_string), compute)
+        resp.media = envelope(200, "OK", data)
+
+
+class PriceResource(_MarketResource):
+    """GET /relay-out/price?currency=ADAUSDT"""
 
     def on_get(self, req, resp):
         symbol = _symbol(req, "currency")
-        resp.media = envelope(200, "OK", markets.latest_price(self._pool, symbol))
+        self._answer(req, resp, lambda: markets.latest_price(self._pool, symbol))
 
 
-class ProfitResource:
+class ProfitResource(_MarketResource):
     """GET /relay-out/profit?value=1000&currency=ADAUSDT"""
-
-    auth_scope = "relay:out"
-
-    def __init__(self, pool):
-        self._pool = pool
 
     def on_get(self, req, resp):
         symbol = _symbol(req, "currency")
         value = parse_value(req)
-        resp.media = envelope(200, "OK", markets.profit(self._pool, symbol, value))
+        self._answer(req, resp, lambda: markets.profit(self._pool, symbol, value))
 
 
-class CandlesResource:
+class CandlesResource(_MarketResource):
     """GET /relay-out/candles?symbol=BTCUSDT&interval=1h&start=&end="""
-
-    auth_scope = "relay:out"
-
-    def __init__(self, pool):
-        self._pool = pool
 
     def on_get(self, req, resp):
         symbol = _symbol(req, "symbol")
@@ -83,4 +81,4 @@ class CandlesResource:
                 "Bad Request: interval parameter must be one of " + ", ".join(markets.INTERVALS)
             )
         start, end = params.time_range(req)
-        resp.media = envelope(200, "OK", markets.candles(self._pool, symbol, interval, start, end))
+        self._answer(req, resp, lambda: markets.candles(self._pool, symbol, interval, start, end))

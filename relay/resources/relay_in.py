@@ -18,6 +18,7 @@ class Runner(Protocol):
     """What every source's relay-in offers to the routes."""
 
     name: str
+    concern: str  # what its data changes, for the answer cache
     takes_symbols: bool  # False for a source that relays everything it has (the ECB)
 
     def default_symbols(self) -> list[str]: ...

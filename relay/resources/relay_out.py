@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from relay import params
+from relay.changes import AnswerCache
 from relay.errors import NotFound, envelope
 from relay.sources.coinapi import resolve_symbol
 from relay.store import trades
@@ -20,8 +21,11 @@ class RecordsResource:
 
     auth_scope = "relay:out"
 
-    def __init__(self, pool, symbol_template: str, symbol_param: str = "symbol"):
+    def __init__(
+        self, pool, cache: AnswerCache, symbol_template: str, symbol_param: str = "symbol"
+    ):
         self._pool = pool
+        self._cache = cache
         self._template = symbol_template
         self._symbol_param = symbol_param
 
@@ -30,13 +34,13 @@ class RecordsResource:
         start, end = params.time_range(req)
         limit = params.integer(req, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
         cursor = params.text(req, "cursor")
-        page = trades.records_page(
-            self._pool,
-            symbol_id,
-            start=start,
-            end=end,
-            after=trades.decode_cursor(cursor) if cursor else None,
-            limit=limit,
+        after = trades.decode_cursor(cursor) if cursor else None
+        page = self._cache.get(
+            "trades",
+            (req.path, req.query_string),
+            lambda: trades.records_page(
+                self._pool, symbol_id, start=start, end=end, after=after, limit=limit
+            ),
         )
         if page is None:
             raise NotFound(f"Not Found: no records for symbol {symbol_id}")

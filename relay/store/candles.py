@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import psycopg
 
+from relay.changes import announce
 from relay.sources.binance import Kline, Ticker
 
 NEWEST_OPEN_TIME = "SELECT max(open_time) FROM binance_candle WHERE symbol = %(symbol)s"
@@ -132,12 +133,16 @@ def store_klines(
             for kline in klines:
                 copy.write_row(kline)
         cur.execute(MERGE_STAGE, {"symbol": symbol, "fetched_at": fetched_at})
-        return cur.rowcount
+        stored = cur.rowcount
+    if stored:
+        announce(conn, "candles")
+    return stored
 
 
 def store_ticker(conn: psycopg.Connection, ticker: Ticker, fetched_at: datetime) -> None:
     """Keep the newest ticker of a symbol (an older answer never replaces a newer one)."""
-    conn.execute(UPSERT_TICKER, {**ticker._asdict(), "fetched_at": fetched_at})
+    if conn.execute(UPSERT_TICKER, {**ticker._asdict(), "fetched_at": fetched_at}).rowcount:
+        announce(conn, "candles")
 
 
 def latest_price(conn: psycopg.Connection, symbol: str) -> tuple[Decimal, datetime] | None:

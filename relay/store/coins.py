@@ -9,6 +9,7 @@ from datetime import date, datetime
 import psycopg
 from psycopg import sql
 
+from relay.changes import announce
 from relay.sources.cmc import Coin, Logo
 
 CREATE_COIN_STAGE = """
@@ -225,6 +226,7 @@ def store_snapshot(
         cur.execute(INSERT_QUOTES, {"id": snapshot_id})
         stored = cur.rowcount
         cur.execute(UPSERT_DAY_FROM_SNAPSHOT, {"taken_at": taken_at})
+    announce(conn, "coins")
     return stored
 
 
@@ -249,6 +251,7 @@ def store_logo(conn: psycopg.Connection, logo: Logo) -> int:
 
 def set_logo(conn: psycopg.Connection, cmc_id: int, logo_id: int) -> None:
     conn.execute(SET_LOGO, {"cmc_id": cmc_id, "logo_id": logo_id})
+    announce(conn, "coins")
 
 
 def logo_by_symbol(conn: psycopg.Connection, symbol: str) -> tuple[str, bytes, bytes] | None:
@@ -265,7 +268,9 @@ def store_history(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
                 copy.write_row(row)
         cur.execute(INSERT_HISTORY_COINS)
         cur.execute(INSERT_HISTORY_DAYS)
-        return cur.rowcount
+        stored = cur.rowcount
+    announce(conn, "coins")
+    return stored
 
 
 def latest_day(conn: psycopg.Connection) -> date | None:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import psycopg
 
+from relay.changes import announce
 from relay.sources.ecb import Rate
 
 NEWEST_DAY = "SELECT max(day) FROM ecb_rate"
@@ -71,4 +72,7 @@ def store_rates(conn: psycopg.Connection, rates: Sequence[Rate]) -> int:
             for rate in rates:
                 copy.write_row(rate)
         cur.execute(MERGE_STAGE)
-        return cur.rowcount
+        stored = cur.rowcount
+    if stored:
+        announce(conn, "rates")
+    return stored

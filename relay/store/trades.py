@@ -11,6 +11,7 @@ from datetime import datetime
 import psycopg
 
 from relay import db
+from relay.changes import announce
 from relay.errors import BadRequest
 from relay.sources.coinapi import Trade
 
@@ -86,7 +87,10 @@ def store_page(conn: psycopg.Connection, symbol_id: str, trades: Sequence[Trade]
             for trade in trades:
                 copy.write_row(trade)
         cur.execute(MERGE_STAGE, {"symbol_id": symbol_id})
-        return cur.rowcount
+        stored = cur.rowcount
+    if stored:
+        announce(conn, "trades")
+    return stored
 
 
 def symbol_pk(conn: psycopg.Connection, symbol_id: str) -> int | None:

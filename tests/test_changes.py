@@ -1,0 +1,112 @@
+"""The answer cache and revocations follow the database across workers (LISTEN/NOTIFY)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from relay import auth
+from relay.changes import Changes
+from tests.conftest import SECRET
+from tests.upstreams import FakeBinance, make_klines, make_ticker
+
+PRICE = "/relay-api/v1/relay-out/price"
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def eventually(check, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+@pytest.fixture
+def listener(database_url):
+    changes = Changes(database_url, retry_s=0.1).start()
+    assert changes.wait_live(5)
+    yield changes
+    changes.stop()
+
+
+@pytest.fixture
+def binance(httpserver):
+    fake = FakeBinance(httpserver)
+    fake.add("ADAUSDT", make_klines(NOW - timedelta(minutes=30), 30))
+    fake.tickers["ADAUSDT"] = make_ticker("ADAUSDT", "0.50000000", NOW)
+    return fake
+
+
+@pytest.fixture
+def workers(make_app, config, httpserver, listener, database_url):
+    """Two apps as two gunicorn workers would have them: each its own listener."""
+    config = config.replace(binance_url=httpserver.url_for("/").rstrip("/"))
+    writer_changes = Changes(database_url, retry_s=0.1).start()
+    assert writer_changes.wait_live(5)
+    writer = make_app(config, now=lambda: NOW, changes=writer_changes)
+    reader = make_app(config, now=lambda: NOW, changes=listener)
+    yield writer, reader
+    writer_changes.stop()
+
+
+def price(app, headers):
+    resp = app.get(PRICE, {"currency": "ADAUSDT"}, headers=headers, expect_errors=True)
+    return resp.json["data"].get("price") if resp.status_int == 200 else resp.status_int
+
+
+def test_answers_are_cached_until_a_write_anywhere_announces_a_change(
+    workers, binance, conn, in_headers, out_headers
+):
+    writer, reader = workers
+    writer.post_json("/relay-api/v1/relay-in/binance", {"symbols": ["ADAUSDT"]}, headers=in_headers)
+    assert eventually(lambda: price(reader, out_headers) == "0.50000000")
+
+    # A change behind the relay's back (no NOTIFY): the reader keeps its answer...
+    conn.execute(
+        "UPDATE binance_ticker SET last_price = 9, close_time = close_time + interval '1h'"
+    )
+    assert price(reader, out_headers) == "0.50000000"
+    # ...and the writing worker answers from the new data at once after its own relay-in.
+    binance.tickers["ADAUSDT"] = make_ticker("ADAUSDT", "0.75000000", NOW + timedelta(hours=2))
+    writer.post_json("/relay-api/v1/relay-in/binance", {"symbols": ["ADAUSDT"]}, headers=in_headers)
+    assert price(writer, out_headers) == "0.75000000"
+    # The other worker hears of it by NOTIFY.
+    assert eventually(lambda: price(reader, out_headers) == "0.75000000")
+
+
+def test_a_revocation_reaches_every_worker(workers, database_url, listener):
+    _, reader = workers
+    token = auth.mint_token(SECRET, "leaked", ["relay:out"], 600)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert price(reader, headers) == 404  # accepted: no data yet
+    jti = jwt.decode(token, SECRET, algorithms=["HS256"])["jti"]
+    from relay import db
+
+    with db.make_pool(database_url, open=True) as pool:
+        auth.Revocations(pool).revoke(jti)
+    assert eventually(lambda: price(reader, headers) == 401)
+
+
+def test_without_a_listener_nothing_is_cached(
+    workers, binance, conn, in_headers, out_headers, listener
+):
+    writer, reader = workers
+    writer.post_json("/relay-api/v1/relay-in/binance", {"symbols": ["ADAUSDT"]}, headers=in_headers)
+    assert eventually(lambda: price(reader, out_headers) == "0.50000000")
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'relay-changes'"
+    )
+    # While the listener reconnects, answers come from the database; once it is back,
+    # it bumps every generation, so nothing cached before the loss is served after
+    # (this change is made without a NOTIFY, so only that rule can reveal it).
+    conn.execute("DELETE FROM binance_ticker")
+    conn.execute("DELETE FROM binance_candle")
+    assert eventually(lambda: price(reader, out_headers) == 404)
+    assert listener.wait_live(5)
+    assert price(reader, out_headers) == 404
