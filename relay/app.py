@@ -19,7 +19,7 @@ import requests
 from psycopg_pool import ConnectionPool
 
 from relay import db, errors, media
-from relay.auth import AuthMiddleware, Revocations
+from relay.auth import AuthMiddleware, Revocations, TokenVerifier
 from relay.changes import AnswerCache, Changes
 from relay.coins import Coins
 from relay.config import Config
@@ -123,7 +123,7 @@ def create_app(
         )
     middleware += [
         LimitsMiddleware(config.max_query_bytes, config.max_body_bytes),
-        AuthMiddleware(config.jwt_secrets, Revocations(pool, changes)),
+        AuthMiddleware(TokenVerifier(config.jwt_secrets), Revocations(pool, changes)),
     ]
     app = falcon.App(middleware=middleware)
     media.install(app)

@@ -75,7 +75,7 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, secrets: Iterable[str]) -> Principal:
+def _decode(token: str, secrets: Iterable[str]) -> dict:
     """Check signature, algorithm, claims and times; raise Unauthorized otherwise."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise Unauthorized()
@@ -97,6 +97,10 @@ def verify_token(token: str, secrets: Iterable[str]) -> Principal:
         break
     else:
         raise Unauthorized() from last_error
+    return claims
+
+
+def _principal(claims: dict) -> Principal:
     sub, scope, jti = claims["sub"], claims["scope"], claims["jti"]
     if not all(isinstance(v, str) and v for v in (sub, scope, jti)):
         raise Unauthorized("Unauthorized: malformed claims")
@@ -154,6 +158,46 @@ class Revocations:
             return fresh
 
 
+class TokenVerifier:
+    """verify_token with memory: a token that verified once is not decoded again.
+
+    The same bytes under the same secrets verify the same way, so only the
+    times are checked again on a hit (expiry and not-before, with the same
+    leeway); revocation is checked by the caller on every request.
+    """
+
+    def __init__(
+        self,
+        secrets: Iterable[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        max_entries: int = 4096,
+    ):
+        self._secrets = tuple(secrets)
+        self._clock = clock
+        self._max_entries = max_entries
+        self._known: dict[str, tuple[Principal, float, float]] = {}
+
+    def verify(self, token: str) -> Principal:
+        known = self._known.get(token)
+        if known is None:
+            claims = _decode(token, self._secrets)
+            principal = _principal(claims)
+            not_before = max(float(claims.get("nbf", claims["iat"])), float(claims["iat"]))
+            if len(self._known) >= self._max_entries:
+                self._known.clear()
+            self._known[token] = (principal, not_before, float(claims["exp"]))
+            return principal
+        principal, not_before, expires = known
+        now = self._clock()
+        if now > expires + LEEWAY_S:
+            self._known.pop(token, None)
+            raise Unauthorized("Unauthorized: token expired")
+        if now < not_before - LEEWAY_S:
+            raise Unauthorized("Unauthorized: token not yet valid")
+        return principal
+
+
 class AuthMiddleware:
     """Require a valid token with the scope the resource declares.
 
@@ -162,8 +206,8 @@ class AuthMiddleware:
     than silently becoming public.
     """
 
-    def __init__(self, secrets: Iterable[str], revocations: Revocations):
-        self._secrets = tuple(secrets)
+    def __init__(self, verifier: TokenVerifier, revocations: Revocations):
+        self._verifier = verifier
         self._revocations = revocations
 
     def process_resource(self, req, resp, resource, params):
@@ -172,7 +216,7 @@ class AuthMiddleware:
         scope = resource.auth_scope
         if scope is None:
             return
-        principal = verify_token(bearer_token(req.get_header("Authorization")), self._secrets)
+        principal = self._verifier.verify(bearer_token(req.get_header("Authorization")))
         if self._revocations.is_revoked(principal.jti):
             raise Unauthorized("Unauthorized: token revoked")
         if scope not in principal.scopes:

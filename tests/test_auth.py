@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from relay import auth
+from relay.errors import Unauthorized
 from tests.conftest import OLD_SECRET, SECRET, bearer
 
 OUT = "/relay-api/v1/relay-out/records"
@@ -203,3 +204,26 @@ def test_mint_rejects_unknown_scopes_and_bad_ttls():
             auth.parse_ttl(bad)
     assert auth.parse_ttl("90") == 90
     assert auth.parse_ttl("15m") == 900
+
+
+def test_a_remembered_token_still_expires_and_is_not_yet_valid_before_its_time():
+    # The first decode is PyJWT's, against the real clock; later checks use ours.
+    start = time.time()
+    clock = {"now": start}
+    verifier = auth.TokenVerifier([SECRET], clock=lambda: clock["now"])
+    token = auth.mint_token(SECRET, "x", ["relay:out"], 600, now=lambda: start)
+    assert verifier.verify(token).sub == "x"  # decoded once, remembered
+    clock["now"] = start + 600 + 29  # within the 30 s leeway
+    assert verifier.verify(token).sub == "x"
+    clock["now"] = start + 600 + 31
+    with pytest.raises(Unauthorized, match="expired"):
+        verifier.verify(token)
+
+    early = jwt.encode(
+        claims(iat=int(start), nbf=int(start) + 20, exp=int(start) + 900), SECRET, algorithm="HS256"
+    )
+    clock["now"] = start
+    assert verifier.verify(early).sub == "tester"  # 20 s early is within the leeway
+    clock["now"] = start - 40  # our clock steps back: 60 s before nbf
+    with pytest.raises(Unauthorized, match="not yet valid"):
+        verifier.verify(early)
