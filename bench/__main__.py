@@ -199,10 +199,15 @@ def markdown(result: dict) -> str:
         )
     lines += ["", "| rows | route | req/s (min-max) | x ceiling | p50 ms | p99 ms | p99 x ceiling | non-2xx |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for size, routes in result["serve"].items():
+    for size, routes in [
+        *result["serve"].items(),
+        *((f"{s} uncached", r) for s, r in result["serve_uncached"].items()),
+    ]:
         for name, f in routes.items():
+            if "uncached" in size and name.startswith("hello"):
+                continue
             lines.append(
-                f"| {int(size):,} | {name} | {f['rps']['median']:,.0f} "
+                f"| {size} | {name} | {f['rps']['median']:,.0f} "
                 f"({f['rps']['min']:,.0f}-{f['rps']['max']:,.0f}) | {f['rps_ratio']:.2f} | "
                 f"{f['p50_ms']['median']:.2f} | {f['p99_ms']['median']:.2f} | "
                 f"{f['p99_ratio']:.2f} | {f['non_2xx'] or ''} |"
@@ -246,12 +251,16 @@ def main() -> None:
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute("TRUNCATE ecb_rate, coin, coin_daily CASCADE")
                 conn.execute(FIXED)
-            result["serve"], result["bulk_read"] = {}, {}
-            for size in sizes:
-                print(f"serve at {size:,} rows...", flush=True)
-                fill(db_url, size)
-                result["serve"][str(size)] = serve(api, hello, args.runs, args.seconds)
-                result["bulk_read"][str(size)] = bulk_read(api)
+            result["serve"], result["serve_uncached"], result["bulk_read"] = {}, {}, {}
+            with harness.gunicorn("relay.app:app", {**env, "RELAY_ANSWER_CACHE": "off"}) as cold:
+                for size in sizes:
+                    print(f"serve at {size:,} rows...", flush=True)
+                    fill(db_url, size)
+                    result["serve"][str(size)] = serve(api, hello, args.runs, args.seconds)
+                    result["serve_uncached"][str(size)] = serve(
+                        cold, hello, args.runs, args.seconds
+                    )
+                    result["bulk_read"][str(size)] = bulk_read(cold)
     pages.close()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))

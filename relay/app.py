@@ -57,7 +57,7 @@ def create_app(
     With ``changes`` (a started listener) answers are cached until the data
     they come from changes; without it every answer is read afresh.
     """
-    cache = AnswerCache(changes)
+    cache = AnswerCache(changes if config.answer_cache else None)
     session = session or requests.Session()
 
     def client(name: str) -> UpstreamClient:
@@ -165,6 +165,8 @@ def get_app() -> falcon.App:
     # Connections are made in the background: a database that is down at
     # start makes requests answer 503 until it is back, not the worker crash.
     pool.open(wait=False)
+    # The listener both keeps revocations current and validates cached answers;
+    # RELAY_ANSWER_CACHE=off keeps the first and drops the second (for measuring).
     changes = Changes(config.database_url).start()
     return create_app(config, pool, changes=changes)
 

@@ -44,6 +44,7 @@ class Config:
         ("ecb", 2 * 86400),
     )
     upstream_timeout_s: float = 10.0
+    answer_cache: bool = True
     cors_origins: tuple[str, ...] = ()
     max_query_bytes: int = 4096
     max_body_bytes: int = 64 * 1024
@@ -99,6 +100,7 @@ class Config:
             upstream_timeout_s=_float(
                 env, "RELAY_UPSTREAM_TIMEOUT", cls.upstream_timeout_s, 0.1, 600
             ),
+            answer_cache=_flag(env, "RELAY_ANSWER_CACHE", cls.answer_cache),
             cors_origins=_list(env, "RELAY_CORS_ORIGINS", cls.cors_origins),
             max_query_bytes=_int(env, "RELAY_MAX_QUERY_BYTES", cls.max_query_bytes, 256, 1 << 20),
             max_body_bytes=_int(env, "RELAY_MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 26),
@@ -162,6 +164,17 @@ def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[
     if not raw:
         return default
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

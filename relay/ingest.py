@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 from psycopg_pool import ConnectionPool
@@ -151,23 +152,32 @@ class PagedRelayIn:
             start = self.resume_point(conn, symbol)
         if start is None:
             start = self.now() - self.backfill
-        while True:
-            if self.clock() >= deadline:
-                raise OutOfTime()
+        if self.clock() >= deadline:
+            raise OutOfTime()
+        # One page is fetched and parsed ahead while the previous one is stored, so
+        # upstream HTTP and parsing overlap the COPY instead of waiting for it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-ahead") as ahead:
             page = self.fetch_page(symbol, start, deadline)
-            with db.connection(self.pool) as conn:
-                result.add(symbol, self.store_page(conn, symbol, page))
-            if self.is_last_page(page):
-                break
-            following = self.next_start(page)
-            if following <= start:
-                # A full page that does not move forward would be fetched forever.
-                raise UpstreamError(
-                    f"Bad Gateway: {self.upstream} page for {symbol} did not advance "
-                    f"past {start.isoformat()}",
-                    data={"symbol": symbol},
-                )
-            start = following
+            while True:
+                following = None if self.is_last_page(page) else self.next_start(page)
+                stalled = following is not None and following <= start
+                pending = None
+                if following is not None and not stalled and self.clock() < deadline:
+                    pending = ahead.submit(self.fetch_page, symbol, following, deadline)
+                with db.connection(self.pool) as conn:
+                    result.add(symbol, self.store_page(conn, symbol, page))
+                if following is None:
+                    break
+                if stalled:
+                    # A full page that does not move forward would be fetched forever.
+                    raise UpstreamError(
+                        f"Bad Gateway: {self.upstream} page for {symbol} did not advance "
+                        f"past {start.isoformat()}",
+                        data={"symbol": symbol},
+                    )
+                if pending is None:
+                    raise OutOfTime()
+                page, start = pending.result(), following
         result.add(symbol, self.finish_symbol(symbol, deadline))
 
 
