@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -65,3 +65,13 @@ def ping(pool: ConnectionPool) -> bool:
         return True
     except DatabaseUnavailable:
         return False
+
+
+def copy_rows(
+    cur: psycopg.Cursor, statement: str, types: Sequence[str], rows: Iterable[Sequence]
+) -> None:
+    """Send rows through one binary COPY (never a round trip per row)."""
+    with cur.copy(statement) as copy:
+        copy.set_types(list(types))
+        for row in rows:
+            copy.write_row(row)

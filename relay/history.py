@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 
+from relay.sources.numbers import exact_number
 from relay.store import coins as coin_store
 
 REQUIRED = ("name", "symbol", "date", "close")
@@ -70,15 +71,7 @@ def read_rows(path: Path) -> Iterator[tuple]:
 
 
 def _number(text: str) -> Decimal | None:
-    if text == "":
-        return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not value.is_finite():
-        raise ValueError(f"{text!r} is not finite")
-    return value
+    return None if text == "" else exact_number(text, repr(text))
 
 
 def import_history(conninfo: str, path: Path) -> tuple[int, int]:

@@ -18,11 +18,12 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from relay.errors import BadRequest, UpstreamError
 from relay.sources.http import OutOfTime, UpstreamClient, json_body
+from relay.sources.numbers import exact_number
 
 log = logging.getLogger(__name__)
 
@@ -177,18 +178,6 @@ def from_millis(value: Any) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
 
 
-def _decimal(value: Any, what: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise TypeError(f"{what} is not a number")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"{what} is not a number") from None
-    if not number.is_finite():
-        raise ValueError(f"{what} is not finite")
-    return number
-
-
 def _count(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise TypeError(f"{what} is not a whole number")
@@ -213,15 +202,15 @@ def parse_klines(payload: Any) -> list[Kline]:
             kline = Kline(
                 open_time=open_time,
                 close_time=close_time,
-                open=_decimal(row[1], "open"),
-                high=_decimal(row[2], "high"),
-                low=_decimal(row[3], "low"),
-                close=_decimal(row[4], "close"),
-                volume=_decimal(row[5], "volume"),
-                quote_volume=_decimal(row[7], "quoteVolume"),
+                open=exact_number(row[1], "open"),
+                high=exact_number(row[2], "high"),
+                low=exact_number(row[3], "low"),
+                close=exact_number(row[4], "close"),
+                volume=exact_number(row[5], "volume"),
+                quote_volume=exact_number(row[7], "quoteVolume"),
                 trades=_count(row[8], "trades"),
-                taker_buy_base=_decimal(row[9], "takerBuyBase"),
-                taker_buy_quote=_decimal(row[10], "takerBuyQuote"),
+                taker_buy_base=exact_number(row[9], "takerBuyBase"),
+                taker_buy_quote=exact_number(row[10], "takerBuyQuote"),
             )
             if close_time <= open_time or kline.low > kline.high:
                 raise ValueError("inconsistent times or prices")
@@ -237,14 +226,14 @@ def parse_ticker(payload: Any) -> Ticker:
     try:
         return Ticker(
             symbol=str(payload["symbol"]),
-            last_price=_decimal(payload["lastPrice"], "lastPrice"),
-            open_price=_decimal(payload["openPrice"], "openPrice"),
-            high_price=_decimal(payload["highPrice"], "highPrice"),
-            low_price=_decimal(payload["lowPrice"], "lowPrice"),
-            volume=_decimal(payload["volume"], "volume"),
-            quote_volume=_decimal(payload["quoteVolume"], "quoteVolume"),
-            price_change=_decimal(payload["priceChange"], "priceChange"),
-            price_change_percent=_decimal(payload["priceChangePercent"], "priceChangePercent"),
+            last_price=exact_number(payload["lastPrice"], "lastPrice"),
+            open_price=exact_number(payload["openPrice"], "openPrice"),
+            high_price=exact_number(payload["highPrice"], "highPrice"),
+            low_price=exact_number(payload["lowPrice"], "lowPrice"),
+            volume=exact_number(payload["volume"], "volume"),
+            quote_volume=exact_number(payload["quoteVolume"], "quoteVolume"),
+            price_change=exact_number(payload["priceChange"], "priceChange"),
+            price_change_percent=exact_number(payload["priceChangePercent"], "priceChangePercent"),
             open_time=from_millis(payload["openTime"]),
             close_time=from_millis(payload["closeTime"]),
             trades=_count(payload["count"], "count"),

@@ -14,11 +14,12 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from relay.errors import UpstreamError
 from relay.sources.http import RETRY_STATUSES, UpstreamClient, json_body
+from relay.sources.numbers import exact_number
 
 log = logging.getLogger(__name__)
 
@@ -154,17 +155,7 @@ class CMCSource:
 
 
 def _number(value: Any, what: str) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
-        raise TypeError(f"{what} is not a number")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"{what} is not a number") from None
-    if not number.is_finite():
-        raise ValueError(f"{what} is not finite")
-    return number
+    return None if value is None else exact_number(value, what)
 
 
 def _time(value: Any) -> datetime | None:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from relay.errors import BadRequest, UpstreamError
 from relay.sources.http import UpstreamClient, json_body
+from relay.sources.numbers import exact_number
 
 NAME = "CoinAPI"
 # An asset code such as BTC, mapped through COINAPI_SYMBOL_TEMPLATE...
@@ -155,13 +156,7 @@ def _str(item: dict, key: str) -> str:
 def _decimal(item: dict, key: str) -> Decimal:
     if key not in item:
         raise KeyError(f"missing {key!r}")
-    value = item[key]
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
-        raise TypeError(f"{key!r} is not a number")
-    try:
-        number = Decimal(value)
-    except ArithmeticError:
-        raise ValueError(f"{key!r} is not a number") from None
-    if not number.is_finite() or number < 0:
-        raise ValueError(f"{key!r} is not a finite non-negative number")
+    number = exact_number(item[key], repr(key))
+    if number < 0:
+        raise ValueError(f"{key!r} is negative")
     return number

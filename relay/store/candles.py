@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import psycopg
 
+from relay import db
 from relay.changes import announce
 from relay.sources.binance import Kline, Ticker
 
@@ -128,10 +129,7 @@ def store_klines(
         return 0
     conn.execute(CREATE_STAGE)
     with conn.cursor() as cur:
-        with cur.copy(COPY_STAGE) as copy:
-            copy.set_types(_STAGE_TYPES)
-            for kline in klines:
-                copy.write_row(kline)
+        db.copy_rows(cur, COPY_STAGE, _STAGE_TYPES, klines)
         cur.execute(MERGE_STAGE, {"symbol": symbol, "fetched_at": fetched_at})
         stored = cur.rowcount
     if stored:

@@ -9,6 +9,7 @@ from datetime import date, datetime
 import psycopg
 from psycopg import sql
 
+from relay import db
 from relay.changes import announce
 from relay.sources.cmc import Coin, Logo
 
@@ -216,10 +217,7 @@ def store_snapshot(
     """Store one listings snapshot in the caller's transaction; return the coins stored."""
     conn.execute(CREATE_COIN_STAGE)
     with conn.cursor() as cur:
-        with cur.copy(COPY_COIN_STAGE) as copy:
-            copy.set_types(_COIN_TYPES)
-            for coin in coins:
-                copy.write_row(coin)
+        db.copy_rows(cur, COPY_COIN_STAGE, _COIN_TYPES, coins)
         cur.execute(ADOPT_IMPORTED)
         cur.execute(UPSERT_COINS)
         cur.execute(INSERT_SNAPSHOT, {"id": snapshot_id, "taken_at": taken_at})
@@ -262,10 +260,7 @@ def store_history(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
     """Import daily history rows (name, symbol, day, o, h, l, c, volume, market cap)."""
     conn.execute(CREATE_HISTORY_STAGE)
     with conn.cursor() as cur:
-        with cur.copy(COPY_HISTORY_STAGE) as copy:
-            copy.set_types(_HISTORY_TYPES)
-            for row in rows:
-                copy.write_row(row)
+        db.copy_rows(cur, COPY_HISTORY_STAGE, _HISTORY_TYPES, rows)
         cur.execute(INSERT_HISTORY_COINS)
         cur.execute(INSERT_HISTORY_DAYS)
         stored = cur.rowcount

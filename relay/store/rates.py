@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import psycopg
 
+from relay import db
 from relay.changes import announce
 from relay.sources.ecb import Rate
 
@@ -67,10 +68,7 @@ def store_rates(conn: psycopg.Connection, rates: Sequence[Rate]) -> int:
         return 0
     conn.execute(CREATE_STAGE)
     with conn.cursor() as cur:
-        with cur.copy(COPY_STAGE) as copy:
-            copy.set_types(["date", "text", "numeric"])
-            for rate in rates:
-                copy.write_row(rate)
+        db.copy_rows(cur, COPY_STAGE, ["date", "text", "numeric"], rates)
         cur.execute(MERGE_STAGE)
         stored = cur.rowcount
     if stored:

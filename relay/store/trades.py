@@ -82,10 +82,7 @@ def store_page(conn: psycopg.Connection, symbol_id: str, trades: Sequence[Trade]
         return 0
     conn.execute(CREATE_STAGE)
     with conn.cursor() as cur:
-        with cur.copy(COPY_STAGE) as copy:
-            copy.set_types(_STAGE_TYPES)
-            for trade in trades:
-                copy.write_row(trade)
+        db.copy_rows(cur, COPY_STAGE, _STAGE_TYPES, trades)
         cur.execute(MERGE_STAGE, {"symbol_id": symbol_id})
         stored = cur.rowcount
     if stored:
