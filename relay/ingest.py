@@ -56,6 +56,13 @@ class RunResult:
         entry["processed"] += processed
         entry["complete"] = entry["complete"] and complete
 
+    @property
+    def http_status(self) -> int:
+        """201 when rows were stored, 204 when caught up with nothing new, else 200."""
+        if self.processed:
+            return 201
+        return 204 if self.complete else 200
+
     def as_data(self) -> dict:
         return {
             "processed": self.processed,

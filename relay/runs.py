@@ -112,10 +112,9 @@ class Ledger:
             run_id = self._record(START, {**base, "status": "rejected"})[0]
             self._finish(run_id, "rejected", exc.status, 0, False, exc.message)
             raise
-        status = (
-            204 if result.processed == 0 and result.complete else (201 if result.processed else 200)
+        self._finish(
+            run_id, "succeeded", result.http_status, result.processed, result.complete, None
         )
-        self._finish(run_id, "succeeded", status, result.processed, result.complete, None)
         log.info(
             "relay-in %s %s by %s: %d new rows, complete=%s",
             runner.name,

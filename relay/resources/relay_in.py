@@ -34,12 +34,10 @@ def fired_by(req) -> str:
 
 def answer(resp: falcon.Response, result: RunResult) -> None:
     """201 with counts when rows were stored, 204 when caught up with nothing new."""
-    if result.processed == 0 and result.complete:
-        resp.status = 204
-        return
-    resp.status = 201 if result.processed else 200
-    message = "Created" if result.processed else "OK"
-    resp.media = envelope(resp.status_code, message, result.as_data())
+    status = result.http_status
+    resp.status = status
+    if status != 204:
+        resp.media = envelope(status, "Created" if status == 201 else "OK", result.as_data())
 
 
 class RelayInResource:
