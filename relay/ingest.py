@@ -118,8 +118,16 @@ class PagedRelayIn:
     def fetch_page(self, symbol: str, start: datetime, deadline: float) -> Sequence:
         raise NotImplementedError
 
-    def store_page(self, conn, symbol: str, page: Sequence) -> int:
-        """Store a page inside the caller's transaction; return rows new or changed."""
+    def store_page(self, conn, symbol: str, page: Sequence, stored_upto: datetime | None) -> int:
+        """Store a page inside the caller's transaction; return rows new or changed.
+
+        ``stored_upto`` is the newest key stored for the symbol before the page
+        (None for a new symbol): rows after it cannot be duplicates.
+        """
+        raise NotImplementedError
+
+    def page_upto(self, page: Sequence) -> datetime:
+        """The newest key in a page (what stored_upto becomes once it is stored)."""
         raise NotImplementedError
 
     def is_last_page(self, page: Sequence) -> bool:
@@ -156,7 +164,7 @@ class PagedRelayIn:
 
     def _run_symbol(self, symbol: str, deadline: float, result: RunResult) -> None:
         with db.connection(self.pool) as conn:
-            start = self.resume_point(conn, symbol)
+            start = stored_upto = self.resume_point(conn, symbol)
         if start is None:
             start = self.now() - self.backfill
         if self.clock() >= deadline:
@@ -172,7 +180,10 @@ class PagedRelayIn:
                 if following is not None and not stalled and self.clock() < deadline:
                     pending = ahead.submit(self.fetch_page, symbol, following, deadline)
                 with db.connection(self.pool) as conn:
-                    result.add(symbol, self.store_page(conn, symbol, page))
+                    result.add(symbol, self.store_page(conn, symbol, page, stored_upto))
+                if page:
+                    upto = self.page_upto(page)
+                    stored_upto = upto if stored_upto is None else max(stored_upto, upto)
                 if following is None:
                     break
                 if stalled:
@@ -212,14 +223,17 @@ class CoinAPIRelayIn(PagedRelayIn):
     def fetch_page(self, symbol: str, start: datetime, deadline: float):
         return self.source.fetch_page(symbol, start, deadline=deadline)
 
-    def store_page(self, conn, symbol: str, page) -> int:
-        return trade_store.store_page(conn, symbol, page)
+    def store_page(self, conn, symbol: str, page, stored_upto) -> int:
+        return trade_store.store_page(conn, symbol, page, stored_upto)
+
+    def page_upto(self, page) -> datetime:
+        return max(trade.time_exchange for trade in page)
 
     def is_last_page(self, page) -> bool:
         return len(page) < self.source.page_limit
 
     def next_start(self, page) -> datetime:
-        return max(trade.time_exchange for trade in page)
+        return self.page_upto(page)
 
 
 class BinanceRelayIn(PagedRelayIn):
@@ -243,8 +257,12 @@ class BinanceRelayIn(PagedRelayIn):
     def fetch_page(self, symbol: str, start: datetime, deadline: float):
         return self.source.fetch_klines(symbol, start, deadline=deadline)
 
-    def store_page(self, conn, symbol: str, page) -> int:
+    def store_page(self, conn, symbol: str, page, stored_upto) -> int:
+        # Always an upsert: the newest stored minute comes again, maybe changed.
         return candle_store.store_klines(conn, symbol, page, self.now())
+
+    def page_upto(self, page) -> datetime:
+        return max(kline.open_time for kline in page)
 
     def is_last_page(self, page) -> bool:
         return len(page) < self.source.page_limit

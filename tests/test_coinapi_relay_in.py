@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from werkzeug import Response
 
 from relay import db
+from relay.sources.coinapi import parse_trades
+from relay.store import trades as trade_store
 from tests.upstreams import FakeCoinAPI, make_trades, recorded_kraken_trades
 
 BTC = "BITSTAMP_SPOT_BTC_USD"
@@ -336,3 +340,23 @@ def test_unreachable_database_is_503(config, in_headers, coinapi, sleeps):
         assert app.get("/health", status=503).json["code"] == 503
     finally:
         dead.close()
+
+
+def as_trades(coin_trades):
+    """CoinTrade fixtures as the parser turns them into rows, through CoinAPI's JSON."""
+    body = "[" + ",".join(t.to_json(BTC) for t in coin_trades) + "]"
+    return parse_trades(json.loads(body, parse_float=Decimal), BTC)
+
+
+def test_a_straight_copy_that_meets_a_stored_uuid_falls_back_to_the_merge(conn, database_url):
+    first = make_trades(T0, 3)
+    # The same trade ids again, re-timed after everything stored (an upstream correction),
+    # plus one new trade, sent twice within the page.
+    again = make_trades(T0 + timedelta(hours=1), 3)
+    new = make_trades(T0 + timedelta(hours=2), 1, seed=5)
+    with psycopg.connect(database_url) as direct:
+        assert trade_store.store_page(direct, BTC, as_trades(first), None) == 3
+        newest = trade_store.newest_time(direct, BTC)
+        page = as_trades([*again, *new, *new])
+        assert trade_store.store_page(direct, BTC, page, newest) == 1
+    assert count_rows(conn) == 4

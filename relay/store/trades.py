@@ -46,6 +46,13 @@ COPY_STAGE = """
 """
 _STAGE_TYPES = ["uuid", "timestamptz", "timestamptz", "numeric", "numeric", "text"]
 
+# Straight into the table, for trades newer than anything stored for the symbol.
+COPY_DIRECT = """
+    COPY symbol_data (uuid, time_exchange, time_coinapi, price, size, taker_side, symbol)
+    FROM STDIN (FORMAT BINARY)
+"""
+_DIRECT_TYPES = [*_STAGE_TYPES, "int8"]
+
 MERGE_STAGE = """
     INSERT INTO symbol_data (uuid, symbol, time_exchange, time_coinapi, price, size, taker_side)
     SELECT uuid, (SELECT id FROM symbol WHERE symbol_id = %(symbol_id)s),
@@ -71,20 +78,42 @@ def newest_time(conn: psycopg.Connection, symbol_id: str) -> datetime | None:
     return conn.execute(NEWEST_TIME, {"symbol_id": symbol_id}).fetchone()[0]
 
 
-def store_page(conn: psycopg.Connection, symbol_id: str, trades: Sequence[Trade]) -> int:
+def store_page(
+    conn: psycopg.Connection,
+    symbol_id: str,
+    trades: Sequence[Trade],
+    stored_upto: datetime | None = None,
+) -> int:
     """Store one page of trades through COPY; return how many were new.
 
     Runs inside the caller's transaction, so a page is stored whole or not at
     all. Trades already stored (same uuid) are skipped, not duplicated.
+
+    ``stored_upto`` is the newest time stored for the symbol before this page
+    (None: nothing stored). Trades after it cannot be stored yet, so they are
+    COPYed straight into the table; the rest go through a staging table and
+    ``ON CONFLICT DO NOTHING``. Should a straight COPY meet a duplicate after
+    all, it is undone (a savepoint) and the whole page takes the merge path.
     """
     conn.execute(ENSURE_SYMBOL, {"symbol_id": symbol_id})
-    if not trades:
-        return 0
-    conn.execute(CREATE_STAGE)
-    with conn.cursor() as cur:
-        db.copy_rows(cur, COPY_STAGE, _STAGE_TYPES, trades)
-        cur.execute(MERGE_STAGE, {"symbol_id": symbol_id})
-        stored = cur.rowcount
+    unique = list({trade.uuid: trade for trade in trades}.values())
+    fresh = [t for t in unique if stored_upto is None or t.time_exchange > stored_upto]
+    overlap = [t for t in unique if stored_upto is not None and t.time_exchange <= stored_upto]
+    stored = 0
+    if fresh:
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                symbol = symbol_pk(conn, symbol_id)
+                db.copy_rows(cur, COPY_DIRECT, _DIRECT_TYPES, ((*t, symbol) for t in fresh))
+            stored = len(fresh)
+        except psycopg.errors.UniqueViolation:
+            overlap = unique
+    if overlap:
+        conn.execute(CREATE_STAGE)
+        with conn.cursor() as cur:
+            db.copy_rows(cur, COPY_STAGE, _STAGE_TYPES, overlap)
+            cur.execute(MERGE_STAGE, {"symbol_id": symbol_id})
+            stored += cur.rowcount
     if stored:
         announce(conn, "trades")
     return stored
