@@ -26,6 +26,7 @@ from relay.config import Config
 from relay.fx import FX
 from relay.ingest import BinanceRelayIn, CMCRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
 from relay.middleware import LimitsMiddleware, RequestIdMiddleware
+from relay.observe import Metrics, MetricsResource, ObserveMiddleware, configure_logging
 from relay.resources.coins import DashboardResource, LogoResource, SearchResource
 from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
 from relay.resources.health import HealthResource, OpenAPIResource
@@ -51,6 +52,7 @@ def create_app(
     sleep: Callable[[float], None] = time.sleep,
     uuidgen: Callable[[], uuid.UUID] = uuid.uuid4,
     changes: Changes | None = None,
+    metrics: Metrics | None = None,
 ) -> falcon.App:
     """Wire the app from its dependencies; opens nothing, reads no environment.
 
@@ -58,6 +60,7 @@ def create_app(
     they come from changes; without it every answer is read afresh.
     """
     cache = AnswerCache(changes if config.answer_cache else None)
+    metrics = metrics or Metrics(multiprocess_dir=config.metrics_dir)
     session = session or requests.Session()
 
     def client(name: str) -> UpstreamClient:
@@ -113,7 +116,7 @@ def create_app(
     coins = Coins(pool)
     fx = FX(pool, now, cache)
 
-    middleware: list = [RequestIdMiddleware()]
+    middleware: list = [RequestIdMiddleware(), ObserveMiddleware(metrics, pool)]
     if config.cors_origins:
         # The frontend runs on another origin; preflights pass before auth.
         middleware.append(
@@ -129,10 +132,11 @@ def create_app(
     media.install(app)
     errors.install(app)
 
-    ledger = Ledger(pool, now, changes)
+    ledger = Ledger(pool, now, changes, metrics)
     overdue_after = {source: timedelta(seconds=s) for source, s in config.overdue_after_s}
     app.add_route("/health", HealthResource(pool, ledger, overdue_after))
     app.add_route("/openapi.json", OpenAPIResource())
+    app.add_route("/metrics", MetricsResource(metrics))
     app.add_route(f"{API}/relay-in", RelayInResource(ledger, runners))
     app.add_route(f"{API}/relay-in/runs", RunsResource(ledger, list(runners)))
     for runner in runners.values():
@@ -154,7 +158,7 @@ def create_app(
 
 def get_app() -> falcon.App:
     """Build the production app from the environment, with its own pool."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     config = Config.from_env()
     pool = db.make_pool(
         config.database_url,

@@ -24,7 +24,7 @@ from relay.errors import Forbidden, Unauthorized
 ALGORITHM = "HS256"
 LEEWAY_S = 30
 REQUIRED_CLAIMS = ["sub", "scope", "iat", "exp", "jti"]
-SCOPES = ("relay:in", "relay:out")
+SCOPES = ("relay:in", "relay:out", "relay:metrics")
 # Tokens are short; anything far longer is an attack or a mistake, not a token.
 MAX_TOKEN_LENGTH = 4096
 

@@ -45,6 +45,8 @@ class Config:
     )
     upstream_timeout_s: float = 10.0
     answer_cache: bool = True
+    # where gunicorn workers share metric values (set by gunicorn.conf.py); None: in-process
+    metrics_dir: str | None = None
     cors_origins: tuple[str, ...] = ()
     max_query_bytes: int = 4096
     max_body_bytes: int = 64 * 1024
@@ -100,6 +102,7 @@ class Config:
             upstream_timeout_s=_float(
                 env, "RELAY_UPSTREAM_TIMEOUT", cls.upstream_timeout_s, 0.1, 600
             ),
+            metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             answer_cache=_flag(env, "RELAY_ANSWER_CACHE", cls.answer_cache),
             cors_origins=_list(env, "RELAY_CORS_ORIGINS", cls.cors_origins),
             max_query_bytes=_int(env, "RELAY_MAX_QUERY_BYTES", cls.max_query_bytes, 256, 1 << 20),

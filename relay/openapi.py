@@ -357,6 +357,19 @@ def _paths() -> dict:
                 {200: json_response("The database answers", "Health")},
             )
         },
+        "/metrics": {
+            "get": operation(
+                "Prometheus metrics: requests, latency, relay-in runs and rows, the pool",
+                "relay:metrics",
+                [],
+                {
+                    200: {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            )
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document",
@@ -570,7 +583,8 @@ def document(server_url: str | None = None) -> dict:
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
-                    "description": "HS256 JWT with scope relay:in, relay:out (space-separated)",
+                    "description": "HS256 JWT whose scope claim lists relay:in, relay:out "
+                    "and/or relay:metrics (space-separated)",
                 }
             },
             "schemas": SCHEMAS,

@@ -13,6 +13,7 @@ from relay import db
 from relay.changes import Changes
 from relay.errors import Conflict, RelayError
 from relay.ingest import RunResult
+from relay.observe import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,16 @@ class Ledger:
     """Run a relay-in under its locks, recording when, by whom, and how it ended."""
 
     def __init__(
-        self, pool: ConnectionPool, now: Callable[[], datetime], changes: Changes | None = None
+        self,
+        pool: ConnectionPool,
+        now: Callable[[], datetime],
+        changes: Changes | None = None,
+        metrics: Metrics | None = None,
     ):
         self.pool = pool
         self.now = now
         self.changes = changes
+        self.metrics = metrics
 
     @contextlib.contextmanager
     def _locked(self, source: str, symbols: Sequence[str]) -> Iterator[None]:
@@ -99,29 +105,20 @@ class Ledger:
                     result = runner.run(symbols)
                 except RelayError as exc:
                     self._touch(runner)
-                    self._finish(
-                        run_id, "failed", exc.status, exc.data.get("processed"), False, exc.message
-                    )
+                    processed = exc.data.get("processed")
+                    self._finish(run_id, base, "failed", exc.status, processed, False, exc.message)
                     raise
                 except Exception as exc:
                     self._touch(runner)
-                    self._finish(run_id, "failed", 500, None, False, type(exc).__name__)
+                    self._finish(run_id, base, "failed", 500, None, False, type(exc).__name__)
                     raise
                 self._touch(runner)
         except Conflict as exc:
             run_id = self._record(START, {**base, "status": "rejected"})[0]
-            self._finish(run_id, "rejected", exc.status, 0, False, exc.message)
+            self._finish(run_id, base, "rejected", exc.status, 0, False, exc.message)
             raise
         self._finish(
-            run_id, "succeeded", result.http_status, result.processed, result.complete, None
-        )
-        log.info(
-            "relay-in %s %s by %s: %d new rows, complete=%s",
-            runner.name,
-            ",".join(symbols) or "-",
-            fired_by,
-            result.processed,
-            result.complete,
+            run_id, base, "succeeded", result.http_status, result.processed, result.complete, None
         )
         return result
 
@@ -130,7 +127,8 @@ class Ledger:
         if self.changes is not None:
             self.changes.touch(runner.concern)
 
-    def _finish(self, run_id, status, http_status, processed, complete, error) -> None:
+    def _finish(self, run_id, base, status, http_status, processed, complete, error) -> None:
+        """Record how a run ended, and say so in one log line and the metrics."""
         with db.connection(self.pool) as conn:
             conn.execute(
                 FINISH,
@@ -140,6 +138,20 @@ class Ledger:
                     "complete": complete, "error": error,
                 },
             )  # fmt: skip
+        log.log(
+            logging.WARNING if status == "failed" else logging.INFO,
+            "relay-in %s %s: %s",
+            base["source"],
+            status,
+            error or f"{processed} new rows",
+            extra={
+                "source": base["source"], "symbols": base["symbols"], "sub": base["fired_by"],
+                "outcome": status, "status": http_status, "processed": processed,
+                "complete": complete, "error": error,
+            },
+        )  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.relay_in(base["source"], status, processed or 0)
 
     def recent(self, source: str | None, limit: int) -> list[dict]:
         with db.connection(self.pool) as conn:
