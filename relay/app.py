@@ -27,7 +27,9 @@ from relay.fx import FX
 from relay.ingest import BinanceRelayIn, CMCRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
 from relay.middleware import LimitsMiddleware, RequestIdMiddleware
 from relay.observe import Metrics, MetricsResource, ObserveMiddleware, configure_logging
+from relay.resources import docs
 from relay.resources.coins import DashboardResource, LogoResource, SearchResource
+from relay.resources.docs import DocsResource
 from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
 from relay.resources.health import HealthResource, OpenAPIResource
 from relay.resources.markets import CandlesResource, PriceResource, ProfitResource
@@ -137,6 +139,8 @@ def create_app(
     app.add_route("/health", HealthResource(pool, ledger, overdue_after))
     app.add_route("/openapi.json", OpenAPIResource())
     app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/docs", DocsResource())
+    app.add_sink(docs.Assets(docs.PREFIX, str(docs.ASSETS)), docs.PREFIX + "/")
     app.add_route(f"{API}/relay-in", RelayInResource(ledger, runners))
     app.add_route(f"{API}/relay-in/runs", RunsResource(ledger, list(runners)))
     for runner in runners.values():

@@ -370,6 +370,19 @@ def _paths() -> dict:
                 },
             )
         },
+        "/docs": {
+            "get": {
+                "summary": "An interactive view of this document (Swagger UI)",
+                "parameters": [],
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "HTML",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document",

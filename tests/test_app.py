@@ -53,3 +53,16 @@ def test_request_id_is_echoed_when_sane_and_made_otherwise(app):
 def test_every_answer_says_nosniff(app, path):
     resp = app.get(path, expect_errors=True)
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_docs_page_and_its_assets_are_served_by_the_app(app):
+    page = app.get("/docs")
+    assert page.content_type == "text/html"
+    assert "/openapi.json" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN
+    script = app.get("/docs/static/swagger-ui-bundle.js")
+    assert script.status_int == 200 and len(script.body) > 100_000
+    assert script.headers["Cache-Control"] == "public, max-age=86400"
+    assert app.get("/docs/static/swagger-ui.css").content_type == "text/css"
+    app.get("/docs/static/..%2F..%2F__init__.py", status=404)
+    app.get("/docs/static/missing.js", status=404)

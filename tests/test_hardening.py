@@ -164,9 +164,9 @@ def test_database_outage_is_503_quickly_and_the_same_app_recovers(own_server, co
 
 INJECTION = "' OR 1=1; DROP TABLE coin; --"
 GET_ROUTES = [
-    (path, [p["name"] for p in op["get"]["parameters"] if p["in"] == "query"])
+    (path, [p["name"] for p in op["get"].get("parameters", []) if p["in"] == "query"])
     for path, op in openapi.document()["paths"].items()
-    if "get" in op and "{" not in path and path not in ("/health", "/openapi.json")
+    if "get" in op and "{" not in path and path not in ("/health", "/openapi.json", "/docs")
 ]
 
 

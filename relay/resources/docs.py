@@ -1,0 +1,50 @@
+"""GET /docs: an interactive view of /openapi.json, with every asset served by the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import falcon
+import swagger_ui
+
+ASSETS = Path(swagger_ui.__file__).resolve().parent / "static"
+PREFIX = "/docs/static"
+
+PAGE = f"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>relay API</title>
+  <link rel="stylesheet" href="{PREFIX}/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{PREFIX}/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true,
+      persistAuthorization: false, tryItOutEnabled: true
+    }});
+  </script>
+</body>
+</html>
+""".encode()
+
+
+class DocsResource:
+    auth_scope = None  # the contract is public; calling the API still needs a token
+
+    def on_get(self, req, resp):
+        resp.content_type = falcon.MEDIA_HTML
+        resp.data = PAGE
+
+
+class Assets(falcon.routing.StaticRoute):
+    """Swagger UI's files, cacheable for a day (they change only with the package)."""
+
+    auth_scope = None
+
+    def __call__(self, req, resp, **kwargs):
+        super().__call__(req, resp, **kwargs)
+        resp.set_header("Cache-Control", "public, max-age=86400")
