@@ -70,6 +70,8 @@ def create_app(
             name, timeout_s=config.upstream_timeout_s, session=session, sleep=sleep, clock=clock
         )
 
+    # Every relay-in shares the time budget and the clocks.
+    timing = {"budget_s": config.relay_in_budget_s, "clock": clock}
     coinapi_in = CoinAPIRelayIn(
         pool,
         coinapi.CoinAPISource(
@@ -81,9 +83,8 @@ def create_app(
         symbol_template=config.coinapi_symbol_template,
         default_symbols=config.coinapi_symbols,
         backfill_hours=config.coinapi_backfill_hours,
-        budget_s=config.relay_in_budget_s,
         now=now,
-        clock=clock,
+        **timing,
     )
     binance_in = BinanceRelayIn(
         pool,
@@ -96,23 +97,20 @@ def create_app(
         ),
         default_symbols=config.binance_symbols,
         backfill_hours=config.binance_backfill_hours,
-        budget_s=config.relay_in_budget_s,
         now=now,
-        clock=clock,
+        **timing,
     )
     ecb_in = ECBRelayIn(
         pool,
         ecb.ECBSource(client(ecb.NAME), config.ecb_url),
-        budget_s=config.relay_in_budget_s,
-        clock=clock,
+        **timing,
     )
     cmc_in = CMCRelayIn(
         pool,
         cmc.CMCSource(client(cmc.NAME), config.cmc_url, config.cmc_api_key, config.cmc_limit),
-        budget_s=config.relay_in_budget_s,
         now=now,
-        clock=clock,
         uuidgen=uuidgen,
+        **timing,
     )
     runners = {runner.name: runner for runner in (coinapi_in, binance_in, cmc_in, ecb_in)}
     coins = Coins(pool)
