@@ -59,11 +59,6 @@ class Config:
         if "{code}" not in self.coinapi_symbol_template:
             raise ConfigError("COINAPI_SYMBOL_TEMPLATE must contain '{code}'")
 
-    @property
-    def signing_secret(self) -> str:
-        """Return the secret new tokens are signed with (the first one)."""
-        return self.jwt_secrets[0]
-
     def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 

@@ -16,7 +16,6 @@ def test_defaults_and_heroku_url_scheme():
     config = Config.from_env(GOOD)
     assert config.database_url == "postgresql://u:p@db.example:5432/relay"
     assert config.jwt_secrets == ("a" * 32, "b" * 40)
-    assert config.signing_secret == "a" * 32
     assert config.coinapi_url == "https://rest.coinapi.io"
     assert config.coinapi_symbol_template == "BITSTAMP_SPOT_{code}_USD"
     assert config.coinapi_backfill_hours == 24
