@@ -32,7 +32,12 @@ from relay.resources.coins import DashboardResource, LogoResource, SearchResourc
 from relay.resources.docs import DocsResource
 from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
 from relay.resources.health import HealthResource, OpenAPIResource
-from relay.resources.markets import CandlesResource, PriceResource, ProfitResource
+from relay.resources.markets import (
+    CandlesResource,
+    PriceResource,
+    ProfitResource,
+    SymbolsResource,
+)
 from relay.resources.relay_in import RelayInResource, RunsResource, SourceRelayInResource
 from relay.resources.relay_out import RecordsResource
 from relay.runs import Ledger
@@ -146,6 +151,7 @@ def create_app(
     template = config.coinapi_symbol_template
     app.add_route(f"{API}/relay-out", RecordsResource(pool, cache, template, symbol_param="Symbol"))
     app.add_route(f"{API}/relay-out/records", RecordsResource(pool, cache, template))
+    app.add_route(f"{API}/relay-out/symbols", SymbolsResource(pool, cache))
     app.add_route(f"{API}/relay-out/price", PriceResource(pool, cache))
     app.add_route(f"{API}/relay-out/profit", ProfitResource(pool, cache))
     app.add_route(f"{API}/relay-out/candles", CandlesResource(pool, cache))

@@ -36,6 +36,12 @@ def _not_found(symbol: str) -> NotFound:
     return NotFound(f"Not Found: no data for symbol {symbol}")
 
 
+def symbols(pool: ConnectionPool) -> dict:
+    """The Binance symbols we hold candles for: those price, profit and candles answer."""
+    with db.connection(pool) as conn:
+        return {"symbols": candle_store.symbols(conn)}
+
+
 def latest_price(pool: ConnectionPool, symbol: str) -> dict:
     with db.connection(pool) as conn:
         row = candle_store.latest_price(conn, symbol)

@@ -187,6 +187,7 @@ SCHEMAS = {
             }
         )
     ),
+    "Symbols": envelope(obj({"symbols": {"type": "array", "items": {"type": "string"}}})),
     "Price": envelope(obj({"symbol": {"type": "string"}, "price": DECIMAL, "as_of": TIME})),
     "Profit": envelope(
         obj(
@@ -427,6 +428,14 @@ def _paths() -> dict:
         },
         f"{API}/relay-out": {"get": with_symbol(records, "Symbol")},
         f"{API}/relay-out/records": {"get": with_symbol(records, "symbol")},
+        f"{API}/relay-out/symbols": {
+            "get": operation(
+                "The Binance symbols held, in order (those price, profit and candles answer for)",
+                "relay:out",
+                [],
+                {200: json_response("Symbols", "Symbols")},
+            )
+        },
         f"{API}/relay-out/price": {
             "get": operation(
                 "The last traded price held for a Binance symbol",

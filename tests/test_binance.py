@@ -386,8 +386,21 @@ def test_price_and_profit_queries_use_the_primary_key(conn):
             ("latest", candle_store.LATEST_PRICE, {"symbol": "ADAUSDT"}),
             ("then", candle_store.PRICE_AT, {"symbol": "ADAUSDT", "at": "2026-01-05"}),
             ("oldest", candle_store.OLDEST_OPEN_TIME, {"symbol": "ADAUSDT"}),
+            ("symbols", candle_store.SYMBOLS, {}),
         ]
     }
     for name, plan in plans.items():
         assert "binance_candle_pkey" in plan, (name, plan)
         assert "Seq Scan on binance_candle" not in plan, (name, plan)
+
+
+def test_symbols_lists_each_symbol_held_once_in_order(app, binance, in_headers, out_headers):
+    assert app.get(f"{OUT}/symbols", headers=out_headers).json["data"] == {"symbols": []}
+    binance.add("BTCUSDT", make_klines(T0, 3, price="90000.00000000"))
+    binance.add("ADAUSDT", make_klines(T0, 5))
+    relay_in(app, in_headers, symbols=("BTCUSDT", "ADAUSDT"))
+
+    resp = app.get(f"{OUT}/symbols", headers=out_headers)
+
+    assert resp.json == {"code": 200, "message": "OK", "data": {"symbols": ["ADAUSDT", "BTCUSDT"]}}
+    app.get(f"{OUT}/symbols", status=401)

@@ -53,6 +53,13 @@ class _MarketResource:
         resp.media = envelope(200, "OK", data)
 
 
+class SymbolsResource(_MarketResource):
+    """GET /relay-out/symbols"""
+
+    def on_get(self, req, resp):
+        self._answer(req, resp, lambda: markets.symbols(self._pool))
+
+
 class PriceResource(_MarketResource):
     """GET /relay-out/price?currency=ADAUSDT"""
 

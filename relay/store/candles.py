@@ -90,6 +90,19 @@ LATEST_PRICE = """
     LIMIT 1
 """
 
+# Every symbol with candles, by a loose index scan of the primary key: one
+# probe per symbol, so its cost follows the symbol count, not the rows.
+SYMBOLS = """
+    WITH RECURSIVE held AS (
+        (SELECT symbol FROM binance_candle ORDER BY symbol LIMIT 1)
+        UNION ALL
+        SELECT (SELECT c.symbol FROM binance_candle AS c
+                WHERE c.symbol > held.symbol ORDER BY c.symbol LIMIT 1)
+        FROM held WHERE held.symbol IS NOT NULL
+    )
+    SELECT symbol FROM held WHERE symbol IS NOT NULL
+"""
+
 # The close of the last 1-minute candle that opened at or before a moment.
 PRICE_AT = """
     SELECT close, open_time FROM binance_candle
@@ -115,6 +128,10 @@ RESAMPLE = """
 
 def newest_open_time(conn: psycopg.Connection, symbol: str) -> datetime | None:
     return conn.execute(NEWEST_OPEN_TIME, {"symbol": symbol}).fetchone()[0]
+
+
+def symbols(conn: psycopg.Connection) -> list[str]:
+    return [row[0] for row in conn.execute(SYMBOLS)]
 
 
 def oldest_open_time(conn: psycopg.Connection, symbol: str) -> datetime | None:
