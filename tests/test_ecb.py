@@ -93,6 +93,18 @@ def test_rerunning_changes_nothing(loaded, app, ecb, conn, in_headers):
     assert ecb.requests[-1] == DAILY and ecb.requests.count(ZIP) == 1
 
 
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "application/json"]
+)
+def test_an_empty_body_is_no_body_whatever_type_it_claims(loaded, app, in_headers, content_type):
+    # `curl -X POST -d ''` sends an empty form; some servers call a bare POST text/plain.
+    headers = {**in_headers, "Content-Type": content_type}
+    app.post(IN, b"", headers=headers, status=204)
+    resp = app.post(IN, b"[1]", headers={**in_headers, "Content-Type": "application/json"},
+                    status=400)  # fmt: skip
+    assert resp.json["message"] == "Bad Request: ecb relay-in takes no body"
+
+
 def test_a_gap_under_90_days_is_filled_from_the_90_day_file(app, ecb, conn, in_headers):
     early = synthetic_ecb_history(date(2018, 1, 1), date(2018, 3, 13), ["USD", "JPY"])
     ecb.files[ZIP] = ecb_hist_zip(early, ["USD", "JPY"])

@@ -71,7 +71,12 @@ class SourceRelayInResource:
         self._runner = runner
 
     def on_post(self, req, resp):
-        body = req.get_media(default_when_empty=None)
+        # An empty body is no body, whatever it claims to be (`curl -d ''` says
+        # it is a form; some servers call a body-less request text/plain).
+        empty = req.content_length == 0 or (
+            req.content_length is None and req.get_header("Transfer-Encoding") is None
+        )
+        body = None if empty else req.get_media(default_when_empty=None)
         if not self._runner.takes_symbols:
             if body not in (None, {}):
                 raise BadRequest(f"Bad Request: {self._runner.name} relay-in takes no body")
