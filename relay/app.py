@@ -27,7 +27,7 @@ from relay.fx import FX
 from relay.ingest import BinanceRelayIn, CMCRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
 from relay.middleware import LimitsMiddleware, RequestIdMiddleware
 from relay.observe import Metrics, MetricsResource, ObserveMiddleware, configure_logging
-from relay.resources import docs
+from relay.resources import docs, web
 from relay.resources.coins import DashboardResource, LogoResource, SearchResource
 from relay.resources.docs import DocsResource
 from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
@@ -143,7 +143,9 @@ def create_app(
     app.add_route("/openapi.json", OpenAPIResource())
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/docs", DocsResource())
-    app.add_sink(docs.Assets(docs.PREFIX, str(docs.ASSETS)), docs.PREFIX + "/")
+    app.add_sink(docs.assets(), docs.PREFIX + "/")
+    app.add_route("/", web.PageResource())
+    app.add_sink(web.page_assets(), web.PREFIX + "/")
     app.add_route(f"{API}/relay-in", RelayInResource(ledger, runners))
     app.add_route(f"{API}/relay-in/runs", RunsResource(ledger, list(runners)))
     for runner in runners.values():

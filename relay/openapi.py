@@ -104,6 +104,21 @@ def operation(
     return op
 
 
+def html_page(summary: str) -> dict:
+    """A public HTML page (its data, if any, is fetched with a token)."""
+    return {
+        "summary": summary,
+        "parameters": [],
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "HTML",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }
+        },
+    }
+
+
 RECORD = obj(
     {
         "symbol": {"type": "string"},
@@ -371,19 +386,8 @@ def _paths() -> dict:
                 },
             )
         },
-        "/docs": {
-            "get": {
-                "summary": "An interactive view of this document (Swagger UI)",
-                "parameters": [],
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "HTML",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
+        "/": {"get": html_page("The web page: dashboard, search, prices, candles, FX")},
+        "/docs": {"get": html_page("An interactive view of this document (Swagger UI)")},
         "/openapi.json": {
             "get": {
                 "summary": "This document",

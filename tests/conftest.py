@@ -8,6 +8,7 @@ migrator, and every test starts from empty tables.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -39,17 +40,26 @@ def server_url(tmp_path_factory) -> str:
     server.cleanup()
 
 
-@pytest.fixture(scope="session")
-def database_url(server_url) -> str:
-    """A database of our own for this run, migrated from sql/."""
-    name = f"relay_test_{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "relay_test"):
+    """A new database on the server, migrated from sql/, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
-    migrate(url)
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url) -> str:
+    """A database of our own for this run; every test empties its tables first."""
+    with fresh_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

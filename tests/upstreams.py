@@ -535,3 +535,22 @@ class FakeCMC:
 def png(seed: int) -> bytes:
     """A tiny distinct PNG-looking body (the relay stores bytes, it never decodes them)."""
     return b"\x89PNG\r\n\x1a\n" + bytes([seed]) * 32
+
+
+def solid_png(rgb: tuple[int, int, int], size: int = 32) -> bytes:
+    """A real, decodable PNG of one colour (browsers draw it; the relay stores its bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    rows = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )

@@ -7,6 +7,8 @@ from pathlib import Path
 import falcon
 import swagger_ui
 
+from relay.resources.web import Assets
+
 ASSETS = Path(swagger_ui.__file__).resolve().parent / "static"
 PREFIX = "/docs/static"
 
@@ -40,11 +42,6 @@ class DocsResource:
         resp.data = PAGE
 
 
-class Assets(falcon.routing.StaticRoute):
+def assets() -> Assets:
     """Swagger UI's files, cacheable for a day (they change only with the package)."""
-
-    auth_scope = None
-
-    def __call__(self, req, resp, **kwargs):
-        super().__call__(req, resp, **kwargs)
-        resp.set_header("Cache-Control", "public, max-age=86400")
+    return Assets(PREFIX, ASSETS, max_age=86400)

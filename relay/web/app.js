@@ -1,0 +1,676 @@
+// relay's web page: every figure on it comes from relay-out, fetched with the
+// token the user pastes (kept in sessionStorage, sent only as a header).
+// Decimals arrive as exact strings and are only ever formatted as strings.
+
+const API = "/relay-api/v1/relay-out";
+const TOKEN_KEY = "relay.token";
+const INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"];
+const PAGE_SIZE = 25;
+
+// -- the API ------------------------------------------------------------------------------
+
+export class ApiError extends Error {
+  constructor(status, message, data) {
+    super(message);
+    this.status = status;
+    this.data = data;
+  }
+}
+
+const HINTS = {
+  0: "Check your connection and try again.",
+  400: "Check the values entered.",
+  401: "Paste a fresh relay:out token above.",
+  403: "This token lacks the relay:out scope; ask for one that has it.",
+  404: "",
+  422: "",
+  429: "Too many requests; wait a moment and try again.",
+  503: "The service is unavailable for a moment; try again shortly.",
+};
+
+// A readable sentence for an API failure: the API's own message without its
+// status prefix ("Unauthorized: token expired" reads "Token expired."), then what to do.
+export function explain(status, message) {
+  const said = (message || "").replace(/^[A-Z][A-Za-z ]+: /, "");
+  const base = said
+    ? said.charAt(0).toUpperCase() + said.slice(1).replace(/\.?$/, ".")
+    : status === 0
+      ? "Cannot reach the relay API."
+      : `The API answered ${status}.`;
+  const hint = HINTS[status] ?? (status >= 500 ? "Something failed on the server; try again." : "");
+  return hint ? `${base} ${hint}` : base;
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+async function request(path, params) {
+  if (!token()) {
+    throw new ApiError(401, "Paste a relay:out token above to load data.");
+  }
+  const url = new URL(path.startsWith("/") ? path : `${API}/${path}`, location.origin);
+  for (const [key, value] of Object.entries(params || {})) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
+  }
+  let resp;
+  try {
+    resp = await fetch(url, { headers: { Authorization: `Bearer ${token()}` } });
+  } catch {
+    throw new ApiError(0, explain(0, ""));
+  }
+  if (resp.status === 401) tokenRefused();
+  return resp;
+}
+
+// GET a relay-out route; its `data`, or null for 204 (nothing matches).
+async function api(path, params) {
+  const resp = await request(path, params);
+  if (resp.status === 204) return null;
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    // not JSON: a proxy's error page, say
+  }
+  if (!resp.ok) throw new ApiError(resp.status, explain(resp.status, body?.message), body?.data);
+  if (!body || typeof body.data !== "object") {
+    throw new ApiError(resp.status, "The API sent an answer this page cannot read.");
+  }
+  return body.data;
+}
+
+// Logos need the bearer token, so they are fetched and shown as blob: URLs.
+const logos = new Map();
+function logoURL(path) {
+  if (!logos.has(path)) {
+    logos.set(
+      path,
+      request(path).then(async (resp) => (resp.ok ? URL.createObjectURL(await resp.blob()) : null))
+        .catch(() => null),
+    );
+  }
+  return logos.get(path);
+}
+
+// -- formatting: strings in, strings out ---------------------------------------------------
+
+// Round a decimal string half away from zero to `places` decimals, digit by digit.
+export function roundDecimal(text, places) {
+  const match = /^(-?)(\d+)(?:\.(\d+))?$/.exec(String(text));
+  if (!match) return String(text);
+  const [, sign, whole, fraction = ""] = match;
+  if (fraction.length <= places) return sign + whole + (places ? "." + fraction.padEnd(places, "0") : "");
+  const digits = (whole + fraction.slice(0, places)).split("").map(Number);
+  if (Number(fraction[places]) >= 5) {
+    let i = digits.length - 1;
+    while (i >= 0 && digits[i] === 9) digits[i--] = 0;
+    if (i < 0) digits.unshift(1);
+    else digits[i] += 1;
+  }
+  const all = digits.join("");
+  const cut = all.length - places;
+  const out = places ? `${all.slice(0, cut)}.${all.slice(cut)}` : all;
+  return /[1-9]/.test(out) ? sign + out : out;
+}
+
+// Thousands separators on the whole part; the fraction is kept as given.
+export function groupDigits(text) {
+  const match = /^(-?)(\d+)(\.\d+)?$/.exec(String(text));
+  if (!match) return String(text);
+  return match[1] + match[2].replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (match[3] || "");
+}
+
+// A price keeps every digit the API sent, less trailing zeros past the cents.
+export function formatPrice(text) {
+  if (text === null || text === undefined) return "–";
+  const trimmed = String(text).includes(".") ? String(text).replace(/0+$/, "") : String(text);
+  const [whole, fraction = ""] = trimmed.split(".");
+  return groupDigits(`${whole}.${fraction.padEnd(2, "0")}`);
+}
+
+export function formatPercent(text) {
+  if (text === null || text === undefined) return "–";
+  const value = roundDecimal(text, 2);
+  return `${value.startsWith("-") || value === "0.00" ? "" : "+"}${value}%`;
+}
+
+function formatWhole(text) {
+  return text === null || text === undefined ? "–" : groupDigits(roundDecimal(text, 0));
+}
+
+// 1802345678901.25 -> "1.80 T": for narrow screens, next to the full figure.
+export function compact(text) {
+  if (text === null || text === undefined) return "–";
+  const whole = String(text).replace(/^-/, "").split(".")[0].replace(/^0+(?=\d)/, "");
+  const units = ["", " K", " M", " B", " T"];
+  const group = Math.min(Math.floor((whole.length - 1) / 3), units.length - 1);
+  if (group === 0) return roundDecimal(text, 0);
+  const digits = whole.length - group * 3;
+  const shown = roundDecimal(`${whole.slice(0, digits)}.${whole.slice(digits)}`, 2);
+  return `${String(text).startsWith("-") ? "-" : ""}${shown}${units[group]}`;
+}
+
+// A whole figure in full, and compact for narrow screens (CSS shows one).
+function wholeCell(text) {
+  return el("td", { class: "num" },
+    el("span", { class: "full", text: formatWhole(text) }),
+    el("span", { class: "short", text: compact(text), "aria-hidden": "true" }));
+}
+
+function trend(text) {
+  if (!text || /^-?0(\.0*)?$/.test(text)) return "";
+  return text.startsWith("-") ? "down" : "up";
+}
+
+function formatTime(iso) {
+  return iso ? iso.replace("T", " ").replace(/(:\d\d)(\.\d+)?Z$/, "$1 UTC") : "";
+}
+
+// -- small DOM helpers -------------------------------------------------------------------
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function showError(panel, error) {
+  const box = panel.matches(".error") ? panel : $(":scope > .error", panel);
+  if (!error) {
+    box.hidden = true;
+    box.textContent = "";
+    return;
+  }
+  box.textContent = error instanceof ApiError ? error.message : `Something went wrong: ${error.message}`;
+  box.hidden = false;
+  if (!(error instanceof ApiError)) console.error(error);
+}
+
+function logoImage(path, symbol) {
+  const holder = el("span", { class: "logo", "aria-hidden": "true", text: symbol.slice(0, 3) });
+  if (!path) return holder;
+  logoURL(path).then((src) => {
+    if (!src) return;
+    holder.replaceWith(el("img", { class: "logo", src, alt: "", width: "24", height: "24" }));
+  });
+  return holder;
+}
+
+// -- the token -----------------------------------------------------------------------------
+
+function claims(jwt) {
+  try {
+    const part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part));
+  } catch {
+    return null;
+  }
+}
+
+function describeToken() {
+  const status = $("#token-status");
+  const jwt = token();
+  status.classList.remove("bad");
+  if (!jwt) {
+    status.textContent = "No token yet: paste a relay:out token to load the data.";
+    return;
+  }
+  const c = claims(jwt);
+  if (!c) {
+    status.textContent = "Token in use (its claims could not be read).";
+    return;
+  }
+  const expires = c.exp ? new Date(c.exp * 1000).toISOString() : null;
+  status.textContent = `Token in use${c.sub ? ` for ${c.sub}` : ""}${c.scope ? `, scope ${c.scope}` : ""}${
+    expires ? `, expires ${formatTime(expires)}` : ""
+  }.`;
+}
+
+function tokenRefused() {
+  const status = $("#token-status");
+  status.textContent = "The API refused this token. Paste a fresh relay:out token.";
+  status.classList.add("bad");
+}
+
+// -- the dashboard -------------------------------------------------------------------------
+
+const board = { orderBy: "market_cap", orderType: "desc", offset: 0, only: null };
+
+function changeCell(value) {
+  return el("td", { class: `num ${trend(value)}`.trim(), text: formatPercent(value) });
+}
+
+async function loadDashboard() {
+  const panel = $("#dashboard");
+  const body = $("#dashboard-table tbody");
+  panel.setAttribute("aria-busy", "true");
+  try {
+    const data = await api("dashboard", {
+      id: board.only || "all",
+      order_by: board.orderBy,
+      order_type: board.orderType,
+      limit: PAGE_SIZE,
+      offset: board.offset,
+    });
+    showError(panel);
+    body.replaceChildren();
+    if (!data) {
+      $("#dashboard-meta").textContent = "No coins held yet.";
+      $("#page-info").textContent = "";
+      return;
+    }
+    data.rows.forEach((row, i) => {
+      const cells = [
+        el("td", { class: "num rank", text: String(board.offset + i + 1) }),
+        el("td", {}, el("span", { class: "coin" }, logoImage(row.logo, row.symbol),
+          el("span", { class: "name", text: row.name }), el("span", { class: "sym", text: row.symbol }))),
+        el("td", { class: "num", text: formatPrice(row.price) }),
+        changeCell(row.change_24h),
+        changeCell(row.change_7d),
+        changeCell(row.change_1m),
+        wholeCell(row.volume_24h),
+        wholeCell(row.market_cap),
+      ];
+      // The 7d, 30d and volume columns fold away on narrow screens.
+      cells[4].classList.add("opt");
+      cells[5].classList.add("opt");
+      cells[6].classList.add("opt");
+      body.append(el("tr", { "data-symbol": row.symbol }, ...cells));
+    });
+    const last = board.offset + data.rows.length;
+    $("#dashboard-meta").textContent = `${data.total} coins on ${data.date} (UTC)`;
+    $("#page-info").textContent = `${board.offset + 1}–${last} of ${data.total}`;
+    $("#page-prev").disabled = board.offset === 0;
+    $("#page-next").disabled = last >= data.total;
+  } catch (error) {
+    body.replaceChildren();
+    $("#page-info").textContent = "";
+    showError(panel, error);
+  } finally {
+    panel.removeAttribute("aria-busy");
+    markSort();
+  }
+}
+
+function markSort() {
+  for (const th of document.querySelectorAll("#dashboard-table th[data-order]")) {
+    if (th.dataset.order === board.orderBy) {
+      th.setAttribute("aria-sort", board.orderType === "asc" ? "ascending" : "descending");
+    } else {
+      th.removeAttribute("aria-sort");
+    }
+  }
+}
+
+function setupDashboard() {
+  for (const th of document.querySelectorAll("#dashboard-table th[data-order]")) {
+    $("button", th).addEventListener("click", () => {
+      const column = th.dataset.order;
+      if (board.orderBy === column) {
+        board.orderType = board.orderType === "asc" ? "desc" : "asc";
+      } else {
+        board.orderBy = column;
+        board.orderType = column === "crypto" ? "asc" : "desc";
+      }
+      board.offset = 0;
+      loadDashboard();
+    });
+  }
+  $("#page-prev").addEventListener("click", () => {
+    board.offset = Math.max(0, board.offset - PAGE_SIZE);
+    loadDashboard();
+  });
+  $("#page-next").addEventListener("click", () => {
+    board.offset += PAGE_SIZE;
+    loadDashboard();
+  });
+  $("#dashboard-filter button").addEventListener("click", () => showOnly(null));
+  markSort();
+}
+
+function showOnly(symbol) {
+  board.only = symbol;
+  board.offset = 0;
+  const filter = $("#dashboard-filter");
+  filter.hidden = !symbol;
+  $("strong", filter).textContent = symbol || "";
+  loadDashboard();
+}
+
+// -- search ----------------------------------------------------------------------------------
+
+let searchSeq = 0;
+
+async function runSearch(text) {
+  const panel = $("#search");
+  const list = $("#search-results");
+  const empty = $("#search-empty");
+  const seq = ++searchSeq;
+  if (!text.trim()) {
+    list.replaceChildren();
+    empty.hidden = true;
+    showError(panel);
+    return;
+  }
+  try {
+    const data = await api("search", { name: text.trim() });
+    if (seq !== searchSeq) return; // a newer search was typed meanwhile
+    showError(panel);
+    const results = data ? data.results : [];
+    empty.hidden = results.length > 0;
+    empty.textContent = `No coin matches “${text.trim()}”.`;
+    list.replaceChildren(
+      ...results.map((hit) => {
+        const button = el("button", { type: "button", title: `Show ${hit.name} in the dashboard` },
+          logoImage(hit.logo, hit.symbol), el("span", { class: "name", text: hit.name }),
+          el("span", { class: "sym", text: hit.symbol }));
+        button.addEventListener("click", () => showOnly(hit.symbol));
+        return el("li", {}, button);
+      }),
+    );
+  } catch (error) {
+    if (seq !== searchSeq) return;
+    list.replaceChildren();
+    empty.hidden = true;
+    showError(panel, error);
+  }
+}
+
+function setupSearch() {
+  const input = $("#search-input");
+  let timer = null;
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => runSearch(input.value), 250);
+  });
+  $("#search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearTimeout(timer);
+    runSearch(input.value);
+  });
+}
+
+// -- price, profit and candles ---------------------------------------------------------------
+
+const market = { symbol: "", interval: "1h", candles: [] };
+
+async function loadSymbols() {
+  const panel = $("#market");
+  const select = $("#market-symbol");
+  try {
+    const data = await api("symbols");
+    showError(panel);
+    const symbols = data.symbols;
+    select.replaceChildren(...symbols.map((s) => el("option", { value: s, text: s })));
+    if (!symbols.length) {
+      market.symbol = "";
+      showError(panel, new ApiError(404, "No Binance symbol is held yet."));
+      return;
+    }
+    market.symbol = symbols.includes(market.symbol) ? market.symbol : symbols[0];
+    select.value = market.symbol;
+    await Promise.all([loadPrice(), loadCandles()]);
+  } catch (error) {
+    showError(panel, error);
+  }
+}
+
+async function loadPrice() {
+  const panel = $("#market");
+  $("#profit-result").hidden = true;
+  showError($("#profit-form > .error"));
+  try {
+    const data = await api("price", { currency: market.symbol });
+    showError(panel);
+    $("#price-value").textContent = formatPrice(data.price);
+    $("#price-asof").textContent = `${data.symbol} as of ${formatTime(data.as_of)}`;
+  } catch (error) {
+    $("#price-value").textContent = "–";
+    $("#price-asof").textContent = "";
+    showError(panel, error);
+  }
+}
+
+async function calculateProfit() {
+  const box = $("#profit-form > .error");
+  const result = $("#profit-result");
+  const value = $("#profit-value").value.trim();
+  if (!/^\d+(\.\d+)?$/.test(value) || /^0+(\.0+)?$/.test(value)) {
+    result.hidden = true;
+    showError(box, new ApiError(400, "Enter a positive amount, such as 1000 or 12.5."));
+    return;
+  }
+  try {
+    const data = await api("profit", { value, currency: market.symbol });
+    showError(box);
+    for (const dd of result.querySelectorAll("dd")) {
+      const field = dd.dataset.field;
+      const text = field === "profit_percent" ? formatPercent(data[field]) : formatPrice(data[field]);
+      dd.textContent = text;
+      dd.className = field.startsWith("profit") ? trend(data[field]) : "";
+    }
+    result.querySelector('[data-field="price_then"]').textContent +=
+      ` (${formatTime(data.then)})`;
+    result.hidden = false;
+  } catch (error) {
+    result.hidden = true;
+    showError(box, error);
+  }
+}
+
+async function loadCandles() {
+  const panel = $("#chart");
+  $("#chart-symbol").textContent = market.symbol;
+  for (const button of document.querySelectorAll("#chart-intervals button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.interval === market.interval));
+  }
+  if (!market.symbol) return;
+  try {
+    const data = await api("candles", { symbol: market.symbol, interval: market.interval });
+    showError(panel);
+    market.candles = data.candles;
+  } catch (error) {
+    market.candles = [];
+    showError(panel, error);
+  }
+  drawChart();
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// Candlesticks drawn by hand: the figures are exact strings; only pixel
+// positions use floating point.
+function drawChart() {
+  const chart = $("#chart-svg");
+  const width = Math.max(chart.clientWidth, 200);
+  const height = Math.max(chart.clientHeight, 160);
+  chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const room = Math.max(10, Math.floor((width - 70) / 6));
+  const candles = market.candles.slice(-room);
+  const caption = $("#chart-caption");
+  if (!candles.length) {
+    chart.replaceChildren();
+    caption.textContent = market.symbol ? `No ${market.interval} candles for ${market.symbol}.` : "";
+    return;
+  }
+  const pad = { left: 8, right: 62, top: 10, bottom: 22 };
+  const highs = candles.map((c) => Number(c.high));
+  const lows = candles.map((c) => Number(c.low));
+  let top = Math.max(...highs);
+  let bottom = Math.min(...lows);
+  if (top === bottom) {
+    top += Math.abs(top) * 0.01 || 1;
+    bottom -= Math.abs(bottom) * 0.01 || 1;
+  }
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const y = (v) => pad.top + ((top - v) / (top - bottom)) * plotH;
+  const step = plotW / candles.length;
+  const body = Math.max(1, Math.min(12, step * 0.7));
+  const nodes = [];
+  for (let i = 0; i <= 4; i++) {
+    const v = bottom + ((top - bottom) * i) / 4;
+    const at = y(v);
+    nodes.push(svg("line", { class: "grid-line", x1: pad.left, x2: width - pad.right, y1: at, y2: at }));
+    nodes.push(svg("text", { class: "axis", x: width - pad.right + 4, y: at + 4 }, v.toPrecision(6)));
+  }
+  candles.forEach((c, i) => {
+    const x = pad.left + step * i + step / 2;
+    const kind = Number(c.close) >= Number(c.open) ? "up" : "down";
+    const open = y(Number(c.open));
+    const close = y(Number(c.close));
+    const group = svg("g", { class: kind });
+    group.append(
+      svg("title", {}, `${formatTime(c.time)}  O ${c.open}  H ${c.high}  L ${c.low}  C ${c.close}  V ${c.volume}`),
+      svg("line", { x1: x, x2: x, y1: y(Number(c.high)), y2: y(Number(c.low)) }),
+      svg("rect", {
+        x: x - body / 2, y: Math.min(open, close), width: body, height: Math.max(1, Math.abs(close - open)),
+      }),
+    );
+    nodes.push(group);
+  });
+  const first = candles[0].time;
+  const last = candles[candles.length - 1].time;
+  const label = (iso) => iso.slice(5, 16).replace("T", " "); // MM-DD HH:MM, UTC
+  nodes.push(svg("text", { class: "axis", x: pad.left, y: height - 6 }, label(first)));
+  nodes.push(svg("text", { class: "axis", x: width - pad.right, y: height - 6, "text-anchor": "end" },
+    label(last)));
+  chart.replaceChildren(...nodes);
+  const lastClose = candles[candles.length - 1].close;
+  caption.textContent = `${candles.length} ${market.interval} candles of ${market.symbol}, ` +
+    `${formatTime(first)} to ${formatTime(last)}; last close ${formatPrice(lastClose)}.`;
+}
+
+function setupMarket() {
+  $("#market-symbol").addEventListener("change", (event) => {
+    market.symbol = event.target.value;
+    loadPrice();
+    loadCandles();
+  });
+  $("#profit-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    calculateProfit();
+  });
+  $("#chart-intervals").replaceChildren(
+    ...INTERVALS.map((interval) => {
+      const button = el("button", { type: "button", "data-interval": interval, text: interval });
+      button.addEventListener("click", () => {
+        market.interval = interval;
+        loadCandles();
+      });
+      return button;
+    }),
+  );
+  let resize = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resize);
+    resize = setTimeout(drawChart, 150);
+  });
+}
+
+// -- currency converter ------------------------------------------------------------------------
+
+async function loadCurrencies() {
+  const form = $("#fx-form");
+  try {
+    const data = await api("rates", { date: "latest" });
+    showError($(".error", form));
+    const codes = [...new Set([data.base, ...Object.keys(data.rates)])].sort();
+    for (const [select, wanted] of [[$("#fx-from"), "USD"], [$("#fx-to"), "EUR"]]) {
+      const current = select.value || wanted;
+      select.replaceChildren(...codes.map((code) => el("option", { value: code, text: code })));
+      select.value = codes.includes(current) ? current : codes[0];
+    }
+    $("#fx-date").max = data.date;
+  } catch (error) {
+    showError($(".error", form), error);
+  }
+}
+
+async function convert() {
+  const box = $("#fx-form .error");
+  const amount = $("#fx-amount").value.trim();
+  const result = $("#fx-result");
+  const detail = $("#fx-detail");
+  if (!/^\d+(\.\d+)?$/.test(amount)) {
+    result.textContent = "";
+    detail.textContent = "";
+    showError(box, new ApiError(400, "Enter an amount such as 100 or 0.5."));
+    return;
+  }
+  try {
+    const data = await api("convert", {
+      from: $("#fx-from").value,
+      to: $("#fx-to").value,
+      amount,
+      date: $("#fx-date").value || "latest",
+    });
+    showError(box);
+    result.textContent = `${groupDigits(data.amount)} ${data.from} = ${groupDigits(data.result)} ${data.to}`;
+    detail.textContent = `1 ${data.from} = ${data.rate} ${data.to}, ECB reference rate of ${data.date}.`;
+  } catch (error) {
+    result.textContent = "";
+    detail.textContent = "";
+    showError(box, error);
+  }
+}
+
+function setupFX() {
+  $("#fx-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    convert();
+  });
+  $("#fx-swap").addEventListener("click", () => {
+    const from = $("#fx-from");
+    const to = $("#fx-to");
+    [from.value, to.value] = [to.value, from.value];
+  });
+}
+
+// -- start -------------------------------------------------------------------------------------
+
+function loadAll() {
+  describeToken();
+  if (!token()) return Promise.resolve(); // nothing can load yet; the status line says why
+  return Promise.all([loadDashboard(), loadSymbols(), loadCurrencies()]);
+}
+
+function setupToken() {
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("#token-input");
+    const value = input.value.trim().replace(/^Bearer\s+/i, "");
+    if (!value) return;
+    sessionStorage.setItem(TOKEN_KEY, value);
+    input.value = "";
+    logos.clear();
+    loadAll();
+  });
+  $("#token-forget").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    logos.clear();
+    loadAll();
+  });
+}
+
+setupToken();
+setupDashboard();
+setupSearch();
+setupMarket();
+setupFX();
+loadAll();
