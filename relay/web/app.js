@@ -265,6 +265,7 @@ async function loadDashboard() {
     if (!data) {
       $("#dashboard-meta").textContent = "No coins held yet.";
       $("#page-info").textContent = "";
+      $("#page-prev").disabled = $("#page-next").disabled = true;
       return;
     }
     data.rows.forEach((row, i) => {
@@ -293,6 +294,7 @@ async function loadDashboard() {
   } catch (error) {
     body.replaceChildren();
     $("#page-info").textContent = "";
+    $("#page-prev").disabled = $("#page-next").disabled = true;
     showError(panel, error);
   } finally {
     panel.removeAttribute("aria-busy");
@@ -663,8 +665,7 @@ function setupToken() {
   });
   $("#token-forget").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
-    logos.clear();
-    loadAll();
+    location.reload(); // the simplest way to drop every figure and logo the token fetched
   });
 }
 
