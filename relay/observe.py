@@ -126,7 +126,8 @@ class ObserveMiddleware:
         if started is None:
             return
         elapsed = time.perf_counter() - started
-        route = req.uri_template or "unmatched"
+        # Sinks (static files) have no template; they name their own route.
+        route = req.uri_template or getattr(req.context, "route", None) or "unmatched"
         status = resp.status_code
         self.metrics.requests.labels(route, req.method, str(status)).inc()
         self.metrics.latency.labels(route, req.method).observe(elapsed)

@@ -116,3 +116,30 @@ def test_one_json_line_per_request_and_per_run_with_no_secret(
     text = "\n".join(log_lines)
     for secret in (SECRET, config.coinapi_key, in_headers["Authorization"].split()[1]):
         assert secret not in text
+
+
+def test_static_files_share_one_route_label_and_unknown_paths_another(app):
+    scrape = bearer("relay:metrics")
+    app.get("/static/app.js")
+    app.get("/static/app.css")
+    app.get("/static/no-such-file.js", status=404)
+    app.get("/no/such/route/at/all", status=404)
+    text = app.get("/metrics", headers=scrape).text
+
+    assert (
+        metric(
+            text, "relay_http_requests_total", route="/static/{file}", method="GET", status="200"
+        )
+        == 2
+    )
+    assert (
+        metric(
+            text, "relay_http_requests_total", route="/static/{file}", method="GET", status="404"
+        )
+        == 1
+    )
+    assert (
+        metric(text, "relay_http_requests_total", route="unmatched", method="GET", status="404")
+        == 1
+    )
+    assert "app.js" not in text and "no-such-file" not in text

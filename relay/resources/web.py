@@ -71,6 +71,7 @@ class Assets(falcon.routing.StaticRoute):
         self._max_age = max_age
 
     def __call__(self, req, resp, **kwargs):
+        req.context.route = self._prefix + "{file}"  # one metrics label for every file
         super().__call__(req, resp, **kwargs)
         resp.set_header("X-Content-Type-Options", "nosniff")
         if self._versions is None:
