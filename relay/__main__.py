@@ -88,6 +88,7 @@ def cmd_serve(args) -> int:
     for scope in auth.SCOPES:
         token = auth.mint_token(secret, "dev", [scope], auth.parse_ttl("7d"))
         print(f"  {scope:<10} token (7 days): {token}")
+    print(f"  web page: http://127.0.0.1:{port}/ (paste the relay:out token); API docs: /docs")
     print(flush=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "relay.app:app"],
