@@ -487,6 +487,12 @@ def test_an_expired_token_shows_a_readable_error(open_page, site):
     )
     expect(page.locator("#market > .error")).to_contain_text("Token expired.")
 
+    # A valid token for the wrong scope: the API's 403, in words.
+    sign_in(page, auth.mint_token(SECRET, "web-test", ["relay:in"], 600))
+    expect(error).to_have_text(
+        "Token lacks the relay:out scope. Ask for a token with the relay:out scope."
+    )
+
     sign_in(page, site.token)  # a good token recovers every panel
     expect(page.locator("#dashboard-table tbody tr")).to_have_count(len(COINS))
     expect(error).to_be_hidden()

@@ -21,7 +21,7 @@ const HINTS = {
   0: "Check your connection and try again.",
   400: "Check the values entered.",
   401: "Paste a fresh relay:out token above.",
-  403: "This token lacks the relay:out scope; ask for one that has it.",
+  403: "Ask for a token with the relay:out scope.",
   404: "",
   422: "",
   429: "Too many requests; wait a moment and try again.",
@@ -91,6 +91,15 @@ function logoURL(path) {
     );
   }
   return logos.get(path);
+}
+
+// Answers can arrive out of order (a second click before the first answer):
+// each panel shows only the answer to its newest request.
+const turns = new Map();
+function newTurn(panel) {
+  const mine = (turns.get(panel) || 0) + 1;
+  turns.set(panel, mine);
+  return () => turns.get(panel) === mine;
 }
 
 // -- formatting: strings in, strings out ---------------------------------------------------
@@ -249,6 +258,7 @@ function changeCell(value) {
 }
 
 async function loadDashboard() {
+  const current = newTurn("dashboard");
   const panel = $("#dashboard");
   const body = $("#dashboard-table tbody");
   panel.setAttribute("aria-busy", "true");
@@ -260,6 +270,7 @@ async function loadDashboard() {
       limit: PAGE_SIZE,
       offset: board.offset,
     });
+    if (!current()) return;
     showError(panel);
     body.replaceChildren();
     if (!data) {
@@ -292,12 +303,13 @@ async function loadDashboard() {
     $("#page-prev").disabled = board.offset === 0;
     $("#page-next").disabled = last >= data.total;
   } catch (error) {
+    if (!current()) return;
     body.replaceChildren();
     $("#page-info").textContent = "";
     $("#page-prev").disabled = $("#page-next").disabled = true;
     showError(panel, error);
   } finally {
-    panel.removeAttribute("aria-busy");
+    if (current()) panel.removeAttribute("aria-busy");
     markSort();
   }
 }
@@ -349,13 +361,11 @@ function showOnly(symbol) {
 
 // -- search ----------------------------------------------------------------------------------
 
-let searchSeq = 0;
-
 async function runSearch(text) {
   const panel = $("#search");
   const list = $("#search-results");
   const empty = $("#search-empty");
-  const seq = ++searchSeq;
+  const current = newTurn("search");
   if (!text.trim()) {
     list.replaceChildren();
     empty.hidden = true;
@@ -364,7 +374,7 @@ async function runSearch(text) {
   }
   try {
     const data = await api("search", { name: text.trim() });
-    if (seq !== searchSeq) return; // a newer search was typed meanwhile
+    if (!current()) return; // a newer search was typed meanwhile
     showError(panel);
     const results = data ? data.results : [];
     empty.hidden = results.length > 0;
@@ -379,7 +389,7 @@ async function runSearch(text) {
       }),
     );
   } catch (error) {
-    if (seq !== searchSeq) return;
+    if (!current()) return;
     list.replaceChildren();
     empty.hidden = true;
     showError(panel, error);
@@ -426,15 +436,18 @@ async function loadSymbols() {
 }
 
 async function loadPrice() {
+  const current = newTurn("price");
   const panel = $("#market");
   $("#profit-result").hidden = true;
   showError($("#profit-form > .error"));
   try {
     const data = await api("price", { currency: market.symbol });
+    if (!current()) return;
     showError(panel);
     $("#price-value").textContent = formatPrice(data.price);
     $("#price-asof").textContent = `${data.symbol} as of ${formatTime(data.as_of)}`;
   } catch (error) {
+    if (!current()) return;
     $("#price-value").textContent = "–";
     $("#price-asof").textContent = "";
     showError(panel, error);
@@ -442,6 +455,7 @@ async function loadPrice() {
 }
 
 async function calculateProfit() {
+  const current = newTurn("profit");
   const box = $("#profit-form > .error");
   const result = $("#profit-result");
   const value = $("#profit-value").value.trim();
@@ -452,6 +466,7 @@ async function calculateProfit() {
   }
   try {
     const data = await api("profit", { value, currency: market.symbol });
+    if (!current()) return;
     showError(box);
     for (const dd of result.querySelectorAll("dd")) {
       const field = dd.dataset.field;
@@ -463,12 +478,14 @@ async function calculateProfit() {
       ` (${formatTime(data.then)})`;
     result.hidden = false;
   } catch (error) {
+    if (!current()) return;
     result.hidden = true;
     showError(box, error);
   }
 }
 
 async function loadCandles() {
+  const current = newTurn("candles");
   const panel = $("#chart");
   $("#chart-symbol").textContent = market.symbol;
   for (const button of document.querySelectorAll("#chart-intervals button")) {
@@ -477,9 +494,11 @@ async function loadCandles() {
   if (!market.symbol) return;
   try {
     const data = await api("candles", { symbol: market.symbol, interval: market.interval });
+    if (!current()) return;
     showError(panel);
     market.candles = data.candles;
   } catch (error) {
+    if (!current()) return;
     market.candles = [];
     showError(panel, error);
   }
@@ -605,6 +624,7 @@ async function loadCurrencies() {
 }
 
 async function convert() {
+  const current = newTurn("convert");
   const box = $("#fx-form .error");
   const amount = $("#fx-amount").value.trim();
   const result = $("#fx-result");
@@ -622,10 +642,12 @@ async function convert() {
       amount,
       date: $("#fx-date").value || "latest",
     });
+    if (!current()) return;
     showError(box);
     result.textContent = `${groupDigits(data.amount)} ${data.from} = ${groupDigits(data.result)} ${data.to}`;
     detail.textContent = `1 ${data.from} = ${data.rate} ${data.to}, ECB reference rate of ${data.date}.`;
   } catch (error) {
+    if (!current()) return;
     result.textContent = "";
     detail.textContent = "";
     showError(box, error);
