@@ -388,3 +388,15 @@ def test_decimal_formatting_keeps_every_digit(open_page, site):
         "Database unavailable. The service is unavailable for a moment; try again shortly.",
         "Cannot reach the relay API. Check your connection and try again.",
     ]
+
+
+def test_the_api_docs_render_from_local_assets_only(open_page, site):
+    page = open_page(site)
+    asked = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.goto(site.base + "/docs")
+    operations = page.locator(".opblock")
+    expect(operations.first).to_be_visible()
+    documented = sum(len(ops) for ops in site.api_doc()["paths"].values())
+    expect(operations).to_have_count(documented)
+    assert asked and all(url.startswith(site.base) for url in asked), asked

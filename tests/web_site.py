@@ -128,6 +128,9 @@ class Site:
             timeout=10,
         )
 
+    def api_doc(self) -> dict:
+        return requests.get(f"{self.base}/openapi.json", timeout=10).json()
+
 
 def _ingest(base: str, clock: Clock, cmc: FakeCMC, upstream: HTTPServer) -> None:
     headers = bearer("relay:in")

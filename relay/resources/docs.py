@@ -26,7 +26,8 @@ PAGE = f"""<!doctype html>
   <script>
     window.ui = SwaggerUIBundle({{
       url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true,
-      persistAuthorization: false, tryItOutEnabled: true
+      persistAuthorization: false, tryItOutEnabled: true,
+      validatorUrl: null  // no badge fetched from validator.swagger.io
     }});
   </script>
 </body>
