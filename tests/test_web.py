@@ -368,7 +368,8 @@ def test_decimal_formatting_keeps_every_digit(open_page, site):
             const m = await import(document.querySelector("script[type=module]").src);
             return {
                 round: [["1.005", 2], ["-0.004", 2], ["9.995", 2], ["999.5", 0], ["12", 2],
-                        ["0.12345678901234567890", 18]].map(([t, p]) => m.roundDecimal(t, p)),
+                        ["0.12345678901234567890", 18], ["-0.0", 2], ["-1.5", 0], ["007.10", 3]]
+                    .map(([t, p]) => m.roundDecimal(t, p)),
                 price: ["91234.56789012", "0.50000000", "1802345678901.25", "7"].map(m.formatPrice),
                 percent: ["5.2632", "-9.0909", "0", "0.004"].map(m.formatPercent),
                 compact: ["1802345678901.25", "999.5", "1000", "23999999999", "-1234567", "0.5"]
@@ -379,7 +380,9 @@ def test_decimal_formatting_keeps_every_digit(open_page, site):
             };
         }"""
     )
-    assert results["round"] == ["1.01", "0.00", "10.00", "1000", "12.00", "0.123456789012345679"]
+    assert results["round"] == [
+        "1.01", "0.00", "10.00", "1000", "12.00", "0.123456789012345679", "0.00", "-2", "007.100",
+    ]  # fmt: skip
     assert results["price"] == ["91,234.56789012", "0.50", "1,802,345,678,901.25", "7.00"]
     assert results["percent"] == ["+5.26%", "-9.09%", "0.00%", "0.00%"]
     assert results["compact"] == ["1.80 T", "1000", "1.00 K", "24.00 B", "-1.23 M", "1"]

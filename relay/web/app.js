@@ -109,9 +109,8 @@ export function roundDecimal(text, places) {
   const match = /^(-?)(\d+)(?:\.(\d+))?$/.exec(String(text));
   if (!match) return String(text);
   const [, sign, whole, fraction = ""] = match;
-  if (fraction.length <= places) return sign + whole + (places ? "." + fraction.padEnd(places, "0") : "");
-  const digits = (whole + fraction.slice(0, places)).split("").map(Number);
-  if (Number(fraction[places]) >= 5) {
+  const digits = (whole + fraction.slice(0, places).padEnd(places, "0")).split("").map(Number);
+  if (Number(fraction[places] || 0) >= 5) {
     let i = digits.length - 1;
     while (i >= 0 && digits[i] === 9) digits[i--] = 0;
     if (i < 0) digits.unshift(1);
@@ -120,7 +119,7 @@ export function roundDecimal(text, places) {
   const all = digits.join("");
   const cut = all.length - places;
   const out = places ? `${all.slice(0, cut)}.${all.slice(cut)}` : all;
-  return /[1-9]/.test(out) ? sign + out : out;
+  return /[1-9]/.test(out) ? sign + out : out; // no "-0.00"
 }
 
 // Thousands separators on the whole part; the fraction is kept as given.
@@ -237,7 +236,8 @@ function describeToken() {
     status.textContent = "Token in use (its claims could not be read).";
     return;
   }
-  const expires = c.exp ? new Date(c.exp * 1000).toISOString() : null;
+  const when = new Date(Number(c.exp) * 1000);
+  const expires = Number.isNaN(when.getTime()) ? null : when.toISOString();
   status.textContent = `Token in use${c.sub ? ` for ${c.sub}` : ""}${c.scope ? `, scope ${c.scope}` : ""}${
     expires ? `, expires ${formatTime(expires)}` : ""
   }.`;
@@ -384,7 +384,10 @@ async function runSearch(text) {
         const button = el("button", { type: "button", title: `Show ${hit.name} in the dashboard` },
           logoImage(hit.logo, hit.symbol), el("span", { class: "name", text: hit.name }),
           el("span", { class: "sym", text: hit.symbol }));
-        button.addEventListener("click", () => showOnly(hit.symbol));
+        button.addEventListener("click", () => {
+          showOnly(hit.symbol);
+          $("#dashboard").scrollIntoView({ block: "start" }); // above the search on a phone
+        });
         return el("li", {}, button);
       }),
     );
