@@ -225,8 +225,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="scale to 1 million rows, not 10")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per run")
+    parser.add_argument("--ingest-only", action="store_true", help="only the ingest step")
     args = parser.parse_args()
-    harness.require_wrk()
+    if not args.ingest_only:
+        harness.require_wrk()
     sizes = [10_000, 1_000_000] + ([] if args.quick else [10_000_000])
     result = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
               "mode": "quick" if args.quick else "full", "runs": args.runs}  # fmt: skip
@@ -248,10 +250,12 @@ def main() -> None:
         ):
             print("ingest...", flush=True)
             result["ingest"] = ingest(db_url, api, pages, args.runs)
+            result["serve"], result["serve_uncached"], result["bulk_read"] = {}, {}, {}
+            if args.ingest_only:
+                sizes = []
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute("TRUNCATE ecb_rate, coin, coin_daily CASCADE")
                 conn.execute(FIXED)
-            result["serve"], result["serve_uncached"], result["bulk_read"] = {}, {}, {}
             with harness.gunicorn("relay.app:app", {**env, "RELAY_ANSWER_CACHE": "off"}) as cold:
                 for size in sizes:
                     print(f"serve at {size:,} rows...", flush=True)

@@ -258,8 +258,8 @@ class BinanceRelayIn(PagedRelayIn):
         return self.source.fetch_klines(symbol, start, deadline=deadline)
 
     def store_page(self, conn, symbol: str, page, stored_upto) -> int:
-        # Always an upsert: the newest stored minute comes again, maybe changed.
-        return candle_store.store_klines(conn, symbol, page, self.now())
+        # The newest stored minute comes again, maybe changed: it is upserted.
+        return candle_store.store_klines(conn, symbol, page, self.now(), stored_upto)
 
     def page_upto(self, page) -> datetime:
         return max(kline.open_time for kline in page)

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 
 from relay.store import candles as candle_store
@@ -404,3 +405,43 @@ def test_symbols_lists_each_symbol_held_once_in_order(app, binance, in_headers, 
 
     assert resp.json == {"code": 200, "message": "OK", "data": {"symbols": ["ADAUSDT", "BTCUSDT"]}}
     app.get(f"{OUT}/symbols", status=401)
+
+
+def test_a_straight_copy_that_meets_a_stored_minute_falls_back_to_the_upsert(conn, database_url):
+    from relay.sources.binance import parse_klines
+
+    fetched = T0 + timedelta(hours=3)
+    first = parse_klines(make_klines(T0, 3))
+    with psycopg.connect(database_url) as direct:
+        assert candle_store.store_klines(direct, "ADAUSDT", first, fetched) == 3
+        # Told (wrongly) that nothing is stored past T0: minutes 1 and 2 are met in the
+        # straight COPY, which is undone; the upsert then stores the one changed minute
+        # and the new one, and nothing twice.
+        changed = parse_klines(make_klines(T0, 4, seed=9))  # other volumes, same prices
+        assert candle_store.store_klines(direct, "ADAUSDT", changed, fetched, T0) == 4
+        unchanged = parse_klines(make_klines(T0, 4, seed=9))
+        assert candle_store.store_klines(direct, "ADAUSDT", unchanged, fetched, T0) == 0
+    rows = candle_rows(conn)
+    assert len(rows) == 4
+    assert [r[5] for r in rows] == [k.volume for k in changed]
+
+
+@pytest.mark.parametrize("stored_before", [False, True], ids=["straight-copy", "upsert"])
+def test_tiny_zero_and_long_decimals_keep_every_digit_on_either_path(
+    conn, database_url, stored_before
+):
+    from relay.sources.binance import parse_klines
+
+    kline = make_klines(T0, 1)[0]
+    kline[1:6] = ["0.00000001", "123456789012345678.123456789012", "0.00000000", "1E-8", "0"]
+    with psycopg.connect(database_url) as direct:
+        if stored_before:
+            candle_store.store_klines(direct, "ADAUSDT", parse_klines(make_klines(T0, 1)), T0)
+        stored = candle_store.store_klines(
+            direct, "ADAUSDT", parse_klines([kline]), T0, T0 if stored_before else None
+        )
+    assert stored == 1
+    row = conn.execute(
+        "SELECT open::text, high::text, low::text, close::text, volume::text FROM binance_candle"
+    ).fetchone()
+    assert row == ("0.00000001", "123456789012345678.123456789012", "0.00000000", "0.00000001", "0")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -11,6 +12,9 @@ import psycopg
 from relay import db
 from relay.changes import announce
 from relay.sources.binance import Kline, Ticker
+
+# What may follow a kline's fields on its COPY line: tab-separated symbol and time, no escapes.
+_TAIL = re.compile(r"^(\t[A-Z0-9]{2,20}\t[0-9T:.+-]+)?\n$")
 
 NEWEST_OPEN_TIME = "SELECT max(open_time) FROM binance_candle WHERE symbol = %(symbol)s"
 
@@ -24,15 +28,20 @@ CREATE_STAGE = """
     ) ON COMMIT DELETE ROWS
 """
 
+# Text COPY, lines built by _lines(): every field is a time, a number or a checked symbol.
 COPY_STAGE = """
     COPY candle_stage (open_time, close_time, open, high, low, close, volume,
                        quote_volume, trades, taker_buy_base, taker_buy_quote)
-    FROM STDIN (FORMAT BINARY)
+    FROM STDIN
 """
-_STAGE_TYPES = [
-    "timestamptz", "timestamptz", "numeric", "numeric", "numeric", "numeric", "numeric",
-    "numeric", "int8", "numeric", "numeric",
-]  # fmt: skip
+
+# Minutes after the newest one stored cannot be there yet: straight in, no merge.
+COPY_DIRECT = """
+    COPY binance_candle (open_time, close_time, open, high, low, close, volume,
+                         quote_volume, trades, taker_buy_base, taker_buy_quote,
+                         symbol, fetched_at)
+    FROM STDIN
+"""
 
 # A candle seen again is rewritten only when Binance changed it (the open
 # minute, or a late correction), so rowcount counts rows new or changed.
@@ -138,17 +147,54 @@ def oldest_open_time(conn: psycopg.Connection, symbol: str) -> datetime | None:
     return conn.execute(OLDEST_OPEN_TIME, {"symbol": symbol}).fetchone()[0]
 
 
+def _lines(klines: Sequence[Kline], tail: str) -> Iterator[str]:
+    """Klines as COPY text lines: Decimals print every digit they were parsed from."""
+    if not _TAIL.match(tail):
+        raise ValueError("a COPY line tail must need no escaping")
+    for k in klines:
+        yield (
+            f"{k.open_time.isoformat()}\t{k.close_time.isoformat()}\t{k.open}\t{k.high}\t"
+            f"{k.low}\t{k.close}\t{k.volume}\t{k.quote_volume}\t{k.trades}\t"
+            f"{k.taker_buy_base}\t{k.taker_buy_quote}{tail}"
+        )
+
+
 def store_klines(
-    conn: psycopg.Connection, symbol: str, klines: Sequence[Kline], fetched_at: datetime
+    conn: psycopg.Connection,
+    symbol: str,
+    klines: Sequence[Kline],
+    fetched_at: datetime,
+    stored_upto: datetime | None = None,
 ) -> int:
-    """Store a page of klines through COPY; return how many rows were new or changed."""
+    """Store a page of klines through COPY; return how many rows were new or changed.
+
+    ``stored_upto`` is the newest minute stored for the symbol before this
+    page (None: nothing stored). Minutes after it are COPYed straight into the
+    table; the rest (the minute that may have been open, a late correction) go
+    through a staging table and an upsert that rewrites only what changed.
+    Should the straight COPY meet a stored minute after all, it is undone (a
+    savepoint) and the whole page takes the upsert.
+    """
     if not klines:
         return 0
-    conn.execute(CREATE_STAGE)
-    with conn.cursor() as cur:
-        db.copy_rows(cur, COPY_STAGE, _STAGE_TYPES, klines)
-        cur.execute(MERGE_STAGE, {"symbol": symbol, "fetched_at": fetched_at})
-        stored = cur.rowcount
+    by_minute = {kline.open_time: kline for kline in klines}  # Binance never repeats one
+    fresh = [k for t, k in by_minute.items() if stored_upto is None or t > stored_upto]
+    seen = [k for t, k in by_minute.items() if stored_upto is not None and t <= stored_upto]
+    stored = 0
+    if fresh:
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                tail = f"\t{symbol}\t{fetched_at.isoformat()}\n"
+                db.copy_lines(cur, COPY_DIRECT, _lines(fresh, tail))
+            stored = len(fresh)
+        except psycopg.errors.UniqueViolation:
+            seen = list(by_minute.values())
+    if seen:
+        conn.execute(CREATE_STAGE)
+        with conn.cursor() as cur:
+            db.copy_lines(cur, COPY_STAGE, _lines(seen, "\n"))
+            cur.execute(MERGE_STAGE, {"symbol": symbol, "fetched_at": fetched_at})
+            stored += cur.rowcount
     if stored:
         announce(conn, "candles")
     return stored
