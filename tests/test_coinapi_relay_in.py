@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ import pytest
 from werkzeug import Response
 
 from relay import db
-from relay.sources.coinapi import parse_trades
+from relay.sources.coinapi import Trade, parse_trades
 from relay.store import trades as trade_store
 from tests.upstreams import FakeCoinAPI, make_trades, recorded_kraken_trades
 
@@ -360,3 +361,37 @@ def test_a_straight_copy_that_meets_a_stored_uuid_falls_back_to_the_merge(conn, 
         page = as_trades([*again, *new, *new])
         assert trade_store.store_page(direct, BTC, page, newest) == 1
     assert count_rows(conn) == 4
+
+
+@pytest.mark.parametrize("stored_before", [False, True], ids=["straight-copy", "merge"])
+def test_odd_text_and_long_decimals_are_stored_verbatim_on_either_path(
+    conn, database_url, stored_before
+):
+    # COPY's text format: a tab, newline, return or backslash (\N is its NULL) must be escaped.
+    odd = Trade(
+        uuid=uuid.UUID(int=77),
+        time_exchange=T0 + timedelta(hours=1),
+        time_coinapi=T0 + timedelta(hours=1, microseconds=5),
+        price=Decimal("0E-8"),
+        size=Decimal("123456789012345678.123456789012"),
+        taker_side="BUY\tSELL\\N\nX\r",
+    )
+    with psycopg.connect(database_url) as direct:
+        newest = None
+        if stored_before:  # a later trade is stored, so this one takes the merge path
+            later = as_trades(make_trades(T0 + timedelta(hours=2), 1))
+            trade_store.store_page(direct, BTC, later, None)
+            newest = trade_store.newest_time(direct, BTC)
+        assert trade_store.store_page(direct, BTC, [odd], newest) == 1
+    row = conn.execute(
+        "SELECT price::text, size::text, taker_side, time_exchange, time_coinapi "
+        "FROM symbol_data WHERE uuid = %s",
+        (odd.uuid,),
+    ).fetchone()
+    assert row == (
+        "0.00000000",
+        "123456789012345678.123456789012",
+        "BUY\tSELL\\N\nX\r",
+        odd.time_exchange,
+        odd.time_coinapi,
+    )
