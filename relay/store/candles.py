@@ -171,7 +171,7 @@ def store_klines(
     """
     if not klines:
         return 0
-    by_minute = {kline.open_time: kline for kline in klines}  # Binance never repeats one
+    by_minute = {kline.open_time: kline for kline in klines}  # one row a minute, always
     fresh = [k for t, k in by_minute.items() if stored_upto is None or t > stored_upto]
     seen = [k for t, k in by_minute.items() if stored_upto is not None and t <= stored_upto]
     stored = 0
