@@ -141,7 +141,7 @@ def create_app(
     overdue_after = {source: timedelta(seconds=s) for source, s in config.overdue_after_s}
     app.add_route("/health", HealthResource(pool, ledger, overdue_after))
     app.add_route("/openapi.json", OpenAPIResource())
-    app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/metrics", MetricsResource(metrics, pool))
     app.add_route("/docs", DocsResource())
     app.add_sink(docs.assets(), docs.PREFIX + "/")
     app.add_route("/", web.PageResource())

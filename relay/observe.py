@@ -8,12 +8,12 @@ single process) the worker's own values are served.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
 
 import falcon
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -48,10 +48,16 @@ class JsonFormatter(logging.Formatter):
                 line[field] = getattr(record, field)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return orjson.dumps(line, default=str).decode()
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    # The line never names a thread, process or source line: don't work them out
+    # for every record (the logging HOWTO's "Optimization" switches).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -114,9 +120,14 @@ class Metrics:
 class ObserveMiddleware:
     """Time every request; count it, log it as one JSON line."""
 
-    def __init__(self, metrics: Metrics, pool):
+    # The pool gauges are sampled at most this often per worker (and on every scrape).
+    POOL_SAMPLE_S = 0.25
+
+    def __init__(self, metrics: Metrics, pool, clock=time.monotonic):
         self.metrics = metrics
         self.pool = pool
+        self._clock = clock
+        self._next_pool_sample = float("-inf")
 
     def process_request(self, req, resp):
         req.context.started = time.perf_counter()
@@ -131,7 +142,10 @@ class ObserveMiddleware:
         status = resp.status_code
         self.metrics.requests.labels(route, req.method, str(status)).inc()
         self.metrics.latency.labels(route, req.method).observe(elapsed)
-        self.metrics.observe_pool(self.pool)
+        now = self._clock()
+        if now >= self._next_pool_sample:
+            self.metrics.observe_pool(self.pool)
+            self._next_pool_sample = now + self.POOL_SAMPLE_S
         principal = getattr(req.context, "principal", None)
         log.info(
             "%s %s %d",
@@ -154,10 +168,12 @@ class MetricsResource:
 
     auth_scope = "relay:metrics"
 
-    def __init__(self, metrics: Metrics):
+    def __init__(self, metrics: Metrics, pool):
         self._metrics = metrics
+        self._pool = pool
 
     def on_get(self, req, resp):
+        self._metrics.observe_pool(self._pool)  # this worker's pool, as of now
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = self._metrics.exposition()
         resp.status = falcon.HTTP_200

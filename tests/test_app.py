@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 
@@ -47,6 +48,9 @@ def test_request_id_is_echoed_when_sane_and_made_otherwise(app):
     resp = app.get("/health", headers={"X-Request-Id": "bad id\twith tabs"})
     assert resp.headers["X-Request-Id"] != "bad id\twith tabs"
     assert len(resp.headers["X-Request-Id"]) == 32
+    made = {app.get("/health").headers["X-Request-Id"] for _ in range(50)}
+    assert len(made) == 50
+    assert all(uuid.UUID(hex=m).version == 4 for m in made)
 
 
 @pytest.mark.parametrize("path", ["/health", "/nowhere"])
