@@ -134,6 +134,8 @@ def test_page_and_assets_are_public_and_cached_by_fingerprint(app):
     missing = app.get("/static/nothing.js", status=404)
     assert missing.json["code"] == 404
     app.get("/static/../resources/web.py", status=404)
+    app.get("/static/..%2Fresources%2Fweb.py", status=404)
+    app.get("/static/app.js%00.css", status=404)
 
 
 # -- the page in a browser -------------------------------------------------------------------
