@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -103,3 +104,34 @@ def copy_lines(
                 chunk.clear()
         if chunk:
             copy.write("".join(chunk))
+
+
+def copy_new_else_merge(
+    conn: psycopg.Connection,
+    rows: Sequence,
+    is_new: Callable[[Any], bool],
+    copy_new: Callable[[psycopg.Cursor, list], None],
+    merge: Callable[[psycopg.Cursor, list], int],
+) -> int:
+    """Store a page: rows that cannot be stored yet by a straight COPY, the rest by a merge.
+
+    ``copy_new(cur, rows)`` COPYs rows straight into the table (the cheap path
+    for what is newer than anything stored); ``merge(cur, rows)`` stages and
+    merges the others and returns how many it stored or changed. Should the
+    straight COPY meet a stored row after all, it is undone (a savepoint) and
+    the whole page takes the merge. Returns the rows stored or changed.
+    """
+    new = [row for row in rows if is_new(row)]
+    seen = [row for row in rows if not is_new(row)]
+    stored = 0
+    if new:
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                copy_new(cur, new)
+            stored = len(new)
+        except psycopg.errors.UniqueViolation:
+            seen = list(rows)
+    if seen:
+        with conn.cursor() as cur:
+            stored += merge(cur, seen)
+    return stored

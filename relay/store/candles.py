@@ -165,30 +165,30 @@ def store_klines(
     ``stored_upto`` is the newest minute stored for the symbol before this
     page (None: nothing stored). Minutes after it are COPYed straight into the
     table; the rest (the minute that may have been open, a late correction) go
-    through a staging table and an upsert that rewrites only what changed.
-    Should the straight COPY meet a stored minute after all, it is undone (a
-    savepoint) and the whole page takes the upsert.
+    through a staging table and an upsert that rewrites only what changed
+    (db.copy_new_else_merge).
     """
     if not klines:
         return 0
+
+    def copy_new(cur: psycopg.Cursor, new: list[Kline]) -> None:
+        tail = f"\t{db.copy_text(symbol)}\t{fetched_at.isoformat()}\n"
+        db.copy_lines(cur, COPY_DIRECT, _lines(new, tail))
+
+    def merge(cur: psycopg.Cursor, seen: list[Kline]) -> int:
+        cur.execute(CREATE_STAGE)
+        db.copy_lines(cur, COPY_STAGE, _lines(seen, "\n"))
+        cur.execute(MERGE_STAGE, {"symbol": symbol, "fetched_at": fetched_at})
+        return cur.rowcount
+
     by_minute = {kline.open_time: kline for kline in klines}  # one row a minute, always
-    fresh = [k for t, k in by_minute.items() if stored_upto is None or t > stored_upto]
-    seen = [k for t, k in by_minute.items() if stored_upto is not None and t <= stored_upto]
-    stored = 0
-    if fresh:
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                tail = f"\t{db.copy_text(symbol)}\t{fetched_at.isoformat()}\n"
-                db.copy_lines(cur, COPY_DIRECT, _lines(fresh, tail))
-            stored = len(fresh)
-        except psycopg.errors.UniqueViolation:
-            seen = list(by_minute.values())
-    if seen:
-        conn.execute(CREATE_STAGE)
-        with conn.cursor() as cur:
-            db.copy_lines(cur, COPY_STAGE, _lines(seen, "\n"))
-            cur.execute(MERGE_STAGE, {"symbol": symbol, "fetched_at": fetched_at})
-            stored += cur.rowcount
+    stored = db.copy_new_else_merge(
+        conn,
+        list(by_minute.values()),
+        lambda k: stored_upto is None or k.open_time > stored_upto,
+        copy_new,
+        merge,
+    )
     if stored:
         announce(conn, "candles")
     return stored

@@ -92,28 +92,28 @@ def store_page(
     ``stored_upto`` is the newest time stored for the symbol before this page
     (None: nothing stored). Trades after it cannot be stored yet, so they are
     COPYed straight into the table; the rest go through a staging table and
-    ``ON CONFLICT DO NOTHING``. Should a straight COPY meet a duplicate after
-    all, it is undone (a savepoint) and the whole page takes the merge path.
+    ``ON CONFLICT DO NOTHING`` (db.copy_new_else_merge).
     """
     conn.execute(ENSURE_SYMBOL, {"symbol_id": symbol_id})
+
+    def copy_new(cur: psycopg.Cursor, new: list[Trade]) -> None:
+        symbol = symbol_pk(conn, symbol_id)
+        db.copy_rows(cur, COPY_DIRECT, _DIRECT_TYPES, ((*t, symbol) for t in new))
+
+    def merge(cur: psycopg.Cursor, seen: list[Trade]) -> int:
+        cur.execute(CREATE_STAGE)
+        db.copy_rows(cur, COPY_STAGE, _STAGE_TYPES, seen)
+        cur.execute(MERGE_STAGE, {"symbol_id": symbol_id})
+        return cur.rowcount
+
     unique = list({trade.uuid: trade for trade in trades}.values())
-    fresh = [t for t in unique if stored_upto is None or t.time_exchange > stored_upto]
-    overlap = [t for t in unique if stored_upto is not None and t.time_exchange <= stored_upto]
-    stored = 0
-    if fresh:
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                symbol = symbol_pk(conn, symbol_id)
-                db.copy_rows(cur, COPY_DIRECT, _DIRECT_TYPES, ((*t, symbol) for t in fresh))
-            stored = len(fresh)
-        except psycopg.errors.UniqueViolation:
-            overlap = unique
-    if overlap:
-        conn.execute(CREATE_STAGE)
-        with conn.cursor() as cur:
-            db.copy_rows(cur, COPY_STAGE, _STAGE_TYPES, overlap)
-            cur.execute(MERGE_STAGE, {"symbol_id": symbol_id})
-            stored += cur.rowcount
+    stored = db.copy_new_else_merge(
+        conn,
+        unique,
+        lambda t: stored_upto is None or t.time_exchange > stored_upto,
+        copy_new,
+        merge,
+    )
     if stored:
         announce(conn, "trades")
     return stored
