@@ -144,8 +144,9 @@ def create_app(
     app.add_route("/metrics", MetricsResource(metrics, pool))
     app.add_route("/docs", DocsResource())
     app.add_sink(docs.assets(), docs.PREFIX + "/")
-    app.add_route("/", web.PageResource())
-    app.add_sink(web.page_assets(), web.PREFIX + "/")
+    versions = web.fingerprints()
+    app.add_route("/", web.PageResource(versions))
+    app.add_sink(web.Assets(web.PREFIX, web.WEB, versions=versions), web.PREFIX + "/")
     app.add_route(f"{API}/relay-in", RelayInResource(ledger, runners))
     app.add_route(f"{API}/relay-in/runs", RunsResource(ledger, list(runners)))
     for runner in runners.values():

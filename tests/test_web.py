@@ -136,6 +136,8 @@ def test_page_and_assets_are_public_and_cached_by_fingerprint(app):
     app.get("/static/../resources/web.py", status=404)
     app.get("/static/..%2Fresources%2Fweb.py", status=404)
     app.get("/static/app.js%00.css", status=404)
+    app.get("/static/index.html", status=404)  # only as /, with its CSP and fingerprints
+    assert current.headers["X-Content-Type-Options"] == "nosniff"
 
 
 # -- the page in a browser -------------------------------------------------------------------

@@ -30,18 +30,23 @@ def fingerprint(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def fingerprints(root: Path = WEB) -> dict[str, str]:
+    """Each asset's fingerprint: read once at start, shared by the page and the assets."""
+    return {name: fingerprint(root / name) for name in ASSETS}
+
+
 class PageResource:
     """The page, with links to the current version of each asset."""
 
     auth_scope = None  # the page holds no data; the token it is given fetches that
 
-    def __init__(self, root: Path = WEB):
+    def __init__(self, versions: dict[str, str], root: Path = WEB):
         html = (root / "index.html").read_text(encoding="utf-8")
-        for name in ASSETS:
+        for name, version in versions.items():
             link = f'"{PREFIX}/{name}"'
             if link not in html:
                 raise RuntimeError(f"index.html does not link {PREFIX}/{name}")
-            html = html.replace(link, f'"{PREFIX}/{name}?v={fingerprint(root / name)}"')
+            html = html.replace(link, f'"{PREFIX}/{name}?v={version}"')
         self._page = html.encode()
 
     def on_get(self, req, resp):
@@ -49,16 +54,16 @@ class PageResource:
         resp.data = self._page
         resp.cache_control = ["no-cache"]
         resp.set_header("Content-Security-Policy", CSP)
-        resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Referrer-Policy", "no-referrer")
 
 
 class Assets(falcon.routing.StaticRoute):
     """Files under a prefix, with a Cache-Control that suits how they are linked.
 
-    With ``versions`` (file name to fingerprint), a request that names the
-    current fingerprint may be cached forever and any other must revalidate;
-    without it, files are cacheable for ``max_age`` seconds.
+    With ``versions`` (file name to fingerprint), only those files are served:
+    a request that names the current fingerprint may be cached forever and any
+    other must revalidate. Without it, every file under the directory is
+    cacheable for ``max_age`` seconds.
     """
 
     auth_scope = None
@@ -72,18 +77,15 @@ class Assets(falcon.routing.StaticRoute):
 
     def __call__(self, req, resp, **kwargs):
         req.context.route = self._prefix + "{file}"  # one metrics label for every file
-        super().__call__(req, resp, **kwargs)
-        resp.set_header("X-Content-Type-Options", "nosniff")
         if self._versions is None:
+            super().__call__(req, resp, **kwargs)
             resp.cache_control = ["public", f"max-age={self._max_age}"]
             return
-        name = req.path[len(self._prefix) :].lstrip("/")
-        version = req.get_param("v")
-        if version and self._versions.get(name) == version:
+        name = req.path[len(self._prefix) :]
+        if name not in self._versions:  # index.html, say, is served only as /
+            raise falcon.HTTPNotFound()
+        super().__call__(req, resp, **kwargs)
+        if req.get_param("v") == self._versions[name]:
             resp.cache_control = ["public", f"max-age={YEAR}", "immutable"]
         else:
             resp.cache_control = ["no-cache"]
-
-
-def page_assets(root: Path = WEB) -> Assets:
-    return Assets(PREFIX, root, versions={name: fingerprint(root / name) for name in ASSETS})
