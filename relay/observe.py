@@ -117,10 +117,9 @@ class ObserveMiddleware:
     # The pool gauges are sampled at most this often per worker (and on every scrape).
     POOL_SAMPLE_S = 0.25
 
-    def __init__(self, metrics: Metrics, pool, clock=time.monotonic):
+    def __init__(self, metrics: Metrics, pool):
         self.metrics = metrics
         self.pool = pool
-        self._clock = clock
         self._next_pool_sample = float("-inf")
 
     def process_request(self, req, resp):
@@ -130,16 +129,16 @@ class ObserveMiddleware:
         started = getattr(req.context, "started", None)
         if started is None:
             return
-        elapsed = time.perf_counter() - started
+        finished = time.perf_counter()
+        elapsed = finished - started
         # Sinks (static files) have no template; they name their own route.
         route = req.uri_template or getattr(req.context, "route", None) or "unmatched"
         status = resp.status_code
         self.metrics.requests.labels(route, req.method, str(status)).inc()
         self.metrics.latency.labels(route, req.method).observe(elapsed)
-        now = self._clock()
-        if now >= self._next_pool_sample:
+        if finished >= self._next_pool_sample:
             self.metrics.observe_pool(self.pool)
-            self._next_pool_sample = now + self.POOL_SAMPLE_S
+            self._next_pool_sample = finished + self.POOL_SAMPLE_S
         principal = getattr(req.context, "principal", None)
         log.info(
             "%s %s %d",

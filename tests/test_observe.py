@@ -119,27 +119,25 @@ def test_one_json_line_per_request_and_per_run_with_no_secret(
 
 
 def test_static_files_share_one_route_label_and_unknown_paths_another(app):
-    scrape = bearer("relay:metrics")
     app.get("/static/app.js")
     app.get("/static/app.css")
     app.get("/static/no-such-file.js", status=404)
     app.get("/no/such/route/at/all", status=404)
-    text = app.get("/metrics", headers=scrape).text
+    text = app.get("/metrics", headers=bearer("relay:metrics")).text
 
-    assert (
-        metric(
-            text, "relay_http_requests_total", route="/static/{file}", method="GET", status="200"
-        )
-        == 2
-    )
-    assert (
-        metric(
-            text, "relay_http_requests_total", route="/static/{file}", method="GET", status="404"
-        )
-        == 1
-    )
-    assert (
-        metric(text, "relay_http_requests_total", route="unmatched", method="GET", status="404")
-        == 1
-    )
+    def count(route: str, status: str) -> float:
+        return metric(text, "relay_http_requests_total", route=route, method="GET", status=status)
+
+    assert count("/static/{file}", "200") == 2
+    assert count("/static/{file}", "404") == 1
+    assert count("unmatched", "404") == 1
     assert "app.js" not in text and "no-such-file" not in text
+
+
+def test_the_pool_gauge_is_read_when_scraped(app, pool):
+    scrape = bearer("relay:metrics")
+    app.get("/metrics", headers=scrape)  # the requests before sample a pool with none lent
+    with pool.connection():
+        held = app.get("/metrics", headers=scrape).text
+    assert metric(held, "relay_db_pool_connections_in_use") == 1
+    assert metric(app.get("/metrics", headers=scrape).text, "relay_db_pool_connections_in_use") == 0
