@@ -353,6 +353,14 @@ class FakeECB:
         for name in ("eurofxref-daily.xml", "eurofxref-hist-90d.xml", "eurofxref-hist.zip"):
             httpserver.expect_request(f"/{name}").respond_with_handler(self._handler(name))
 
+    def serve_recorded(self) -> None:
+        """The recorded daily and 90-day files, and a history zip made from the 90 days."""
+        self.files["eurofxref-daily.xml"] = (FIXTURES / "ecb_daily.xml").read_bytes()
+        self.files["eurofxref-hist-90d.xml"] = (FIXTURES / "ecb_hist90d.xml").read_bytes()
+        self.files["eurofxref-hist.zip"] = ecb_hist_zip(
+            ecb_days((FIXTURES / "ecb_hist90d.xml").read_text()), ["USD", "JPY", "GBP", "CHF"]
+        )
+
     def _handler(self, name):
         def handle(request: Request) -> Response:
             self.requests.append(name)
@@ -380,12 +388,7 @@ def main() -> None:
     server.start()
     FakeCoinAPI(server, key=args.coinapi_key, synthetic_per_s=args.trades_per_second)
     FakeBinance(server, synthetic=True)
-    ecb = FakeECB(server)
-    ecb.files["eurofxref-daily.xml"] = (FIXTURES / "ecb_daily.xml").read_bytes()
-    ecb.files["eurofxref-hist-90d.xml"] = (FIXTURES / "ecb_hist90d.xml").read_bytes()
-    ecb.files["eurofxref-hist.zip"] = ecb_hist_zip(
-        ecb_days((FIXTURES / "ecb_hist90d.xml").read_text()), ["USD", "JPY", "GBP", "CHF"]
-    )
+    FakeECB(server).serve_recorded()
     base = server.url_for("/").rstrip("/")
     print(f"loopback upstreams on {base}: CoinAPI (key {args.coinapi_key}), Binance, ECB")
     print(

@@ -27,13 +27,10 @@ from relay.app import create_app
 from relay.config import Config
 from tests.conftest import SECRET, bearer, fresh_database
 from tests.upstreams import (
-    FIXTURES,
     FakeBinance,
     FakeCMC,
     FakeECB,
     cmc_listing,
-    ecb_days,
-    ecb_hist_zip,
     make_klines,
     solid_png,
 )
@@ -170,12 +167,7 @@ def _ingest(base: str, clock: Clock, cmc: FakeCMC, upstream: HTTPServer) -> None
     binance.add("ETHUSDT", make_klines(NOW - timedelta(hours=5), 5 * 60, price="3000.00000000"))
     relay_in("binance", {"symbols": ["ADAUSDT", "BTCUSDT", "ETHUSDT"]})
 
-    ecb = FakeECB(upstream)
-    ecb.files["eurofxref-daily.xml"] = (FIXTURES / "ecb_daily.xml").read_bytes()
-    ecb.files["eurofxref-hist-90d.xml"] = (FIXTURES / "ecb_hist90d.xml").read_bytes()
-    ecb.files["eurofxref-hist.zip"] = ecb_hist_zip(
-        ecb_days((FIXTURES / "ecb_hist90d.xml").read_text()), ["USD", "JPY", "GBP", "CHF"]
-    )
+    FakeECB(upstream).serve_recorded()
     relay_in("ecb")
 
 
