@@ -244,27 +244,26 @@ def main() -> None:
             "COINAPI_BACKFILL_HOURS": "7", "BINANCE_URL": pages.url,
             "BINANCE_BACKFILL_HOURS": str(100_000 // 60 + 2), "RELAY_IN_BUDGET_S": "600",
         }  # fmt: skip
-        with (
-            harness.gunicorn("relay.app:app", env) as api,
-            harness.gunicorn("bench.hello:app", {}) as hello,
-        ):
+        result["serve"], result["serve_uncached"], result["bulk_read"] = {}, {}, {}
+        with harness.gunicorn("relay.app:app", env) as api:
             print("ingest...", flush=True)
             result["ingest"] = ingest(db_url, api, pages, args.runs)
-            result["serve"], result["serve_uncached"], result["bulk_read"] = {}, {}, {}
-            if args.ingest_only:
-                sizes = []
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                conn.execute("TRUNCATE ecb_rate, coin, coin_daily CASCADE")
-                conn.execute(FIXED)
-            with harness.gunicorn("relay.app:app", {**env, "RELAY_ANSWER_CACHE": "off"}) as cold:
-                for size in sizes:
-                    print(f"serve at {size:,} rows...", flush=True)
-                    fill(db_url, size)
-                    result["serve"][str(size)] = serve(api, hello, args.runs, args.seconds)
-                    result["serve_uncached"][str(size)] = serve(
-                        cold, hello, args.runs, args.seconds
-                    )
-                    result["bulk_read"][str(size)] = bulk_read(cold)
+            if not args.ingest_only:
+                with psycopg.connect(db_url, autocommit=True) as conn:
+                    conn.execute("TRUNCATE ecb_rate, coin, coin_daily CASCADE")
+                    conn.execute(FIXED)
+                with (
+                    harness.gunicorn("bench.hello:app", {}) as hello,
+                    harness.gunicorn("relay.app:app", {**env, "RELAY_ANSWER_CACHE": "off"}) as cold,
+                ):
+                    for size in sizes:
+                        print(f"serve at {size:,} rows...", flush=True)
+                        fill(db_url, size)
+                        result["serve"][str(size)] = serve(api, hello, args.runs, args.seconds)
+                        result["serve_uncached"][str(size)] = serve(
+                            cold, hello, args.runs, args.seconds
+                        )
+                        result["bulk_read"][str(size)] = bulk_read(cold)
     pages.close()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))

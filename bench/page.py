@@ -5,11 +5,12 @@
 Fills a database as the browser tests do (tests/web_site.py: relay-in
 through the app from loopback upstreams), serves it with gunicorn and the
 production gunicorn.conf.py (2 workers), then opens ``/`` in a fresh browser
-context ``--loads`` times with the token already in session storage. Each load is timed from navigation start until the dashboard
-rows and their logos, the price card, the candle chart and the converter's
-currencies are all on screen: once cold (empty cache), then again in the same
-tab (warm: the fingerprinted assets come from the cache). Prints the median,
-min and max, and the requests and bytes of a cold load.
+context ``--loads`` times with the token already in session storage. Each
+load is timed from navigation start until the dashboard rows and their
+logos, the price card, the candle chart and the converter's currencies are
+all on screen: once cold (empty cache), then again in the same tab (warm:
+the fingerprinted assets come from the cache). Prints the median, min and
+max, and the requests and bytes of a cold load.
 """
 
 from __future__ import annotations

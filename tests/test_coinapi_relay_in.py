@@ -367,7 +367,8 @@ def test_a_straight_copy_that_meets_a_stored_uuid_falls_back_to_the_merge(conn, 
 def test_odd_text_and_long_decimals_are_stored_verbatim_on_either_path(
     conn, database_url, stored_before
 ):
-    # COPY's text format: a tab, newline, return or backslash (\N is its NULL) must be escaped.
+    # Whatever COPY format the store uses: text that would need escaping in COPY's text
+    # format (a tab, newline, return or backslash; \N is its NULL) must come back as sent.
     odd = Trade(
         uuid=uuid.UUID(int=77),
         time_exchange=T0 + timedelta(hours=1),

@@ -10,10 +10,9 @@ const PAGE_SIZE = 25;
 // -- the API ------------------------------------------------------------------------------
 
 export class ApiError extends Error {
-  constructor(status, message, data) {
+  constructor(status, message) {
     super(message);
     this.status = status;
-    this.data = data;
   }
 }
 
@@ -22,8 +21,6 @@ const HINTS = {
   400: "Check the values entered.",
   401: "Paste a fresh relay:out token above.",
   403: "Ask for a token with the relay:out scope.",
-  404: "",
-  422: "",
   429: "Too many requests; wait a moment and try again.",
   503: "The service is unavailable for a moment; try again shortly.",
 };
@@ -73,7 +70,7 @@ async function api(path, params) {
   } catch {
     // not JSON: a proxy's error page, say
   }
-  if (!resp.ok) throw new ApiError(resp.status, explain(resp.status, body?.message), body?.data);
+  if (!resp.ok) throw new ApiError(resp.status, explain(resp.status, body?.message));
   if (!body || typeof body.data !== "object") {
     throw new ApiError(resp.status, "The API sent an answer this page cannot read.");
   }
@@ -160,8 +157,8 @@ export function compact(text) {
 }
 
 // A whole figure in full, and compact for narrow screens (CSS shows one).
-function wholeCell(text) {
-  return el("td", { class: "num" },
+function wholeCell(text, extra = "") {
+  return el("td", { class: `num ${extra}`.trim() },
     el("span", { class: "full", text: formatWhole(text) }),
     el("span", { class: "short", text: compact(text), "aria-hidden": "true" }));
 }
@@ -253,8 +250,8 @@ function tokenRefused() {
 
 const board = { orderBy: "market_cap", orderType: "desc", offset: 0, only: null };
 
-function changeCell(value) {
-  return el("td", { class: `num ${trend(value)}`.trim(), text: formatPercent(value) });
+function changeCell(value, extra = "") {
+  return el("td", { class: `num ${trend(value)} ${extra}`.trim(), text: formatPercent(value) });
 }
 
 async function loadDashboard() {
@@ -286,15 +283,11 @@ async function loadDashboard() {
           el("span", { class: "name", text: row.name }), el("span", { class: "sym", text: row.symbol }))),
         el("td", { class: "num", text: formatPrice(row.price) }),
         changeCell(row.change_24h),
-        changeCell(row.change_7d),
-        changeCell(row.change_1m),
-        wholeCell(row.volume_24h),
+        changeCell(row.change_7d, "opt"), // "opt" columns fold away on narrow screens
+        changeCell(row.change_1m, "opt"),
+        wholeCell(row.volume_24h, "opt"),
         wholeCell(row.market_cap),
       ];
-      // The 7d, 30d and volume columns fold away on narrow screens.
-      cells[4].classList.add("opt");
-      cells[5].classList.add("opt");
-      cells[6].classList.add("opt");
       body.append(el("tr", { "data-symbol": row.symbol }, ...cells));
     });
     const last = board.offset + data.rows.length;
