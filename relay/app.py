@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import falcon
-import requests
 from psycopg_pool import ConnectionPool
 
 from relay import db, errors, media
@@ -42,7 +41,7 @@ from relay.resources.relay_in import RelayInResource, RunsResource, SourceRelayI
 from relay.resources.relay_out import RecordsResource
 from relay.runs import Ledger
 from relay.sources import binance, cmc, coinapi, ecb
-from relay.sources.http import UpstreamClient
+from relay.sources.http import UpstreamClient, new_session
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,6 @@ def create_app(
     config: Config,
     pool: ConnectionPool,
     *,
-    session: requests.Session | None = None,
     now: Callable[[], datetime] = utcnow,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -68,7 +66,7 @@ def create_app(
     """
     cache = AnswerCache(changes if config.answer_cache else None)
     metrics = metrics or Metrics(multiprocess_dir=config.metrics_dir)
-    session = session or requests.Session()
+    session = new_session()  # one connection pool for every upstream
 
     def client(name: str) -> UpstreamClient:
         return UpstreamClient(
@@ -112,7 +110,13 @@ def create_app(
     )
     cmc_in = CMCRelayIn(
         pool,
-        cmc.CMCSource(client(cmc.NAME), config.cmc_url, config.cmc_api_key, config.cmc_limit),
+        cmc.CMCSource(
+            client(cmc.NAME),
+            config.cmc_url,
+            config.cmc_api_key,
+            config.cmc_limit,
+            logo_hosts=config.cmc_logo_hosts,
+        ),
         now=now,
         uuidgen=uuidgen,
         **timing,

@@ -35,6 +35,8 @@ class Config:
     cmc_url: str = "https://pro-api.coinmarketcap.com"
     cmc_api_key: str = ""
     cmc_limit: int = 200
+    # where logos may be downloaded from: host or host:port entries
+    cmc_logo_hosts: tuple[str, ...] = ("s2.coinmarketcap.com",)
     relay_in_budget_s: float = 20.0
     # /health calls a source overdue when its last successful run is older than this
     overdue_after_s: tuple[tuple[str, int], ...] = (
@@ -92,6 +94,7 @@ class Config:
             cmc_url=_url(env, "CMC_URL", cls.cmc_url),
             cmc_api_key=env.get("CMC_API_KEY", ""),
             cmc_limit=_int(env, "CMC_LIMIT", cls.cmc_limit, 1, 5000),
+            cmc_logo_hosts=_list(env, "CMC_LOGO_HOSTS", cls.cmc_logo_hosts),
             relay_in_budget_s=_float(env, "RELAY_IN_BUDGET_S", cls.relay_in_budget_s, 0.1, 3600),
             overdue_after_s=_overdue(env, "RELAY_OVERDUE_AFTER", cls.overdue_after_s),
             upstream_timeout_s=_float(

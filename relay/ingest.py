@@ -7,14 +7,17 @@ next call continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from relay import db
@@ -37,6 +40,22 @@ log = logging.getLogger(__name__)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def storing(pool: ConnectionPool, upstream: str) -> Iterator[psycopg.Connection]:
+    """A connection to store what ``upstream`` sent: a value PostgreSQL refuses is its fault.
+
+    The parsers refuse what they can name first; this is the net under them,
+    so an odd value is a 502 naming the upstream, never a 500.
+    """
+    try:
+        with db.connection(pool) as conn:
+            yield conn
+    except psycopg.DataError as exc:
+        raise UpstreamError(
+            f"Bad Gateway: {upstream} sent a value the database cannot store ({type(exc).__name__})"
+        ) from exc
 
 
 @dataclasses.dataclass
@@ -179,7 +198,7 @@ class PagedRelayIn:
                 pending = None
                 if following is not None and not stalled and self.clock() < deadline:
                     pending = ahead.submit(self.fetch_page, symbol, following, deadline)
-                with db.connection(self.pool) as conn:
+                with storing(self.pool, self.upstream) as conn:
                     result.add(symbol, self.store_page(conn, symbol, page, stored_upto))
                 if page:
                     upto = self.page_upto(page)
@@ -272,7 +291,7 @@ class BinanceRelayIn(PagedRelayIn):
 
     def finish_symbol(self, symbol: str, deadline: float) -> int:
         ticker = self.source.fetch_ticker(symbol, deadline=deadline)
-        with db.connection(self.pool) as conn:
+        with storing(self.pool, self.upstream) as conn:
             candle_store.store_ticker(conn, ticker, self.now())
         return 0  # the ticker refreshes every run; only candles count as new rows
 
@@ -318,7 +337,7 @@ class ECBRelayIn:
         daily_day = max(rate.day for rate in daily)
         with db.connection(self.pool) as conn:
             newest = rate_store.newest_day(conn)
-        backfill: list = []
+        backfill: Iterable[ecb.Rate] = ()
         if newest is None or newest < previous_business_day(daily_day):
             name = ecb.HIST_ZIP
             if newest is not None and daily_day - newest < self.GAP_90D:
@@ -330,8 +349,8 @@ class ECBRelayIn:
                 name,
             )
             backfill = self.source.fetch(name, deadline=deadline)
-        with db.connection(self.pool) as conn:
-            processed = rate_store.store_rates(conn, [*backfill, *daily])
+        with storing(self.pool, self.upstream) as conn:
+            processed = rate_store.store_rates(conn, itertools.chain(backfill, daily))
         result = RunResult()
         result.add("EUR", processed)
         return result
@@ -373,7 +392,7 @@ class CMCRelayIn:
         deadline = self.clock() + self.budget_s
         coins = self.source.listings(deadline=deadline)
         snapshot = self.uuidgen()
-        with db.connection(self.pool) as conn:
+        with storing(self.pool, self.upstream) as conn:
             stored = coin_store.store_snapshot(conn, snapshot, self.now(), coins)
         result = RunResult()
         result.add("listings", stored)
@@ -401,7 +420,7 @@ class CMCRelayIn:
                 if logo is None:
                     failed += 1
                     continue
-                with db.connection(self.pool) as conn:
+                with storing(self.pool, self.upstream) as conn:
                     logo_id = coin_store.store_logo(conn, logo)
             with db.connection(self.pool) as conn:
                 coin_store.set_logo(conn, cmc_id, logo_id)

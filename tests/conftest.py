@@ -56,6 +56,12 @@ def fresh_database(server_url: str, prefix: str = "relay_test"):
 
 
 @pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """Loopback upstreams by address (a free port), as relay is configured to reach them."""
+    return ("127.0.0.1", 0)
+
+
+@pytest.fixture(scope="session")
 def database_url(server_url) -> str:
     """A database of our own for this run; every test empties its tables first."""
     with fresh_database(server_url) as url:
@@ -121,6 +127,8 @@ def config(database_url, httpserver) -> Config:
         coinapi_key="test-coinapi-key",
         coinapi_page_limit=100,
         upstream_timeout_s=2.0,
+        # the loopback upstream serves the logos too, so it is listed by its address
+        cmc_logo_hosts=(f"127.0.0.1:{httpserver.port}",),
     )
 
 

@@ -189,6 +189,7 @@ def running_site(server_url: str) -> Iterator[Site]:
             ecb_url=base_url,
             cmc_url=cmc.url,
             cmc_api_key="test-cmc-key",
+            cmc_logo_hosts=(f"127.0.0.1:{upstream.port}",),
             upstream_timeout_s=5.0,
         )
         pool = db.make_pool(database_url, min_size=1, max_size=8, timeout=5, open=True)

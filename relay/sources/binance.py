@@ -23,12 +23,20 @@ from typing import Any, NamedTuple
 
 from relay.errors import BadRequest, UpstreamError
 from relay.sources.http import OutOfTime, UpstreamClient, json_body
-from relay.sources.numbers import exact_number
+from relay.sources.numbers import (
+    VALUE_ERRORS,
+    exact_number,
+    plain_text,
+    plausible_time,
+    whole_number,
+)
 
 log = logging.getLogger(__name__)
 
 NAME = "Binance"
 PAGE_LIMIT = 1000
+# A page of 1000 klines is about 170 KB; a ticker well under 1 KB.
+MAX_ANSWER_BYTES = 2 * 1024 * 1024
 MINUTE = timedelta(minutes=1)
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 _INVALID_SYMBOL = -1121
@@ -120,7 +128,9 @@ class BinanceSource:
 
     def _get(self, path: str, params: dict, symbol: str, deadline: float) -> Any:
         self._respect_weight(deadline)
-        resp = self.client.get(f"{self.base_url}{path}", params=params, deadline=deadline)
+        resp = self.client.get(
+            f"{self.base_url}{path}", params=params, deadline=deadline, max_bytes=MAX_ANSWER_BYTES
+        )
         self._note_weight(resp.headers.get("X-MBX-USED-WEIGHT-1M"))
         if resp.status_code == 200:
             return json_body(resp, NAME)
@@ -172,19 +182,8 @@ def to_millis(when: datetime) -> int:
 
 def from_millis(value: Any) -> datetime:
     """Binance times are epoch milliseconds (numbers; some recorders write strings)."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(f"time {value!r} is not epoch milliseconds")
-    millis = int(value)
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
-
-
-def _count(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(f"{what} is not a whole number")
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"{what} is negative")
-    return number
+    millis = whole_number(value, "time")
+    return plausible_time(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis), "time")
 
 
 def parse_klines(payload: Any) -> list[Kline]:
@@ -208,13 +207,13 @@ def parse_klines(payload: Any) -> list[Kline]:
                 close=exact_number(row[4], "close"),
                 volume=exact_number(row[5], "volume"),
                 quote_volume=exact_number(row[7], "quoteVolume"),
-                trades=_count(row[8], "trades"),
+                trades=whole_number(row[8], "trades"),
                 taker_buy_base=exact_number(row[9], "takerBuyBase"),
                 taker_buy_quote=exact_number(row[10], "takerBuyQuote"),
             )
             if close_time <= open_time or kline.low > kline.high:
                 raise ValueError("inconsistent times or prices")
-        except (TypeError, ValueError) as exc:
+        except VALUE_ERRORS as exc:
             raise UpstreamError(f"Bad Gateway: {NAME} kline #{index} is malformed: {exc}") from exc
         klines.append(kline)
     return klines
@@ -225,7 +224,7 @@ def parse_ticker(payload: Any) -> Ticker:
         raise UpstreamError(f"Bad Gateway: {NAME} ticker is not an object")
     try:
         return Ticker(
-            symbol=str(payload["symbol"]),
+            symbol=plain_text(payload["symbol"], "symbol", max_length=40),
             last_price=exact_number(payload["lastPrice"], "lastPrice"),
             open_price=exact_number(payload["openPrice"], "openPrice"),
             high_price=exact_number(payload["highPrice"], "highPrice"),
@@ -236,9 +235,9 @@ def parse_ticker(payload: Any) -> Ticker:
             price_change_percent=exact_number(payload["priceChangePercent"], "priceChangePercent"),
             open_time=from_millis(payload["openTime"]),
             close_time=from_millis(payload["closeTime"]),
-            trades=_count(payload["count"], "count"),
+            trades=whole_number(payload["count"], "count"),
         )
     except KeyError as exc:
         raise UpstreamError(f"Bad Gateway: {NAME} ticker lacks {exc}") from exc
-    except (TypeError, ValueError) as exc:
+    except VALUE_ERRORS as exc:
         raise UpstreamError(f"Bad Gateway: {NAME} ticker is malformed: {exc}") from exc

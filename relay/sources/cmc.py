@@ -11,23 +11,39 @@ with a ``logo`` URL. Both take the key in ``X-CMC_PRO_API_KEY``.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
-from collections.abc import Iterable
-from datetime import UTC, datetime
+import socket
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from relay.errors import UpstreamError
 from relay.sources.http import RETRY_STATUSES, UpstreamClient, json_body
-from relay.sources.numbers import exact_number
+from relay.sources.numbers import (
+    VALUE_ERRORS,
+    exact_number,
+    plain_text,
+    plausible_time,
+    whole_number,
+)
 
 log = logging.getLogger(__name__)
 
 NAME = "CoinMarketCap"
 INFO_BATCH = 100
 MAX_LOGO_BYTES = 1024 * 1024
+DEFAULT_LOGO_HOSTS = ("s2.coinmarketcap.com",)
+# A listing is about 1.5 KB of JSON and an info entry a few KB (its description):
+# allow a few times that, and no more.
+BYTES_PER_LISTING = 4 * 1024
+MAX_INFO_BYTES = INFO_BATCH * 32 * 1024
+MAX_URL_LENGTH = 500
 _AUTH_CODES = {1001, 1002, 1003, 1004, 1005, 1006, 1007}
 _RATE_CODES = {1008, 1009, 1010, 1011}
+_MAX_INT = 2**31 - 1  # cmc_id and rank are PostgreSQL integers
 
 
 class RateLimited(UpstreamError):
@@ -62,13 +78,21 @@ class Logo(NamedTuple):
 
 
 class CMCSource:
-    def __init__(self, client: UpstreamClient, base_url: str, api_key: str, limit: int):
+    def __init__(
+        self,
+        client: UpstreamClient,
+        base_url: str,
+        api_key: str,
+        limit: int,
+        logo_hosts: Iterable[str] = DEFAULT_LOGO_HOSTS,
+    ):
         self.client = client
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.limit = limit
+        self.logo_hosts = LogoHosts(logo_hosts)
 
-    def _get(self, path: str, params: dict, deadline: float | None) -> Any:
+    def _get(self, path: str, params: dict, deadline: float | None, max_bytes: int) -> Any:
         headers = {"Accept": "application/json"}
         if self.api_key:
             headers["X-CMC_PRO_API_KEY"] = self.api_key
@@ -80,6 +104,7 @@ class CMCSource:
             headers=headers,
             deadline=deadline,
             retry_statuses=RETRY_STATUSES - {429},
+            max_bytes=max_bytes,
         )
         try:
             body = json_body(resp, NAME)
@@ -115,6 +140,7 @@ class CMCSource:
             "/v1/cryptocurrency/listings/latest",
             {"start": 1, "limit": self.limit, "convert": "USD"},
             deadline,
+            64 * 1024 + self.limit * BYTES_PER_LISTING,
         )
         return parse_listings(data)
 
@@ -124,13 +150,22 @@ class CMCSource:
         urls: dict[int, str] = {}
         for start in range(0, len(ids), INFO_BATCH):
             batch = ids[start : start + INFO_BATCH]
-            data = self._get("/v2/cryptocurrency/info", {"id": ",".join(map(str, batch))}, deadline)
+            data = self._get(
+                "/v2/cryptocurrency/info",
+                {"id": ",".join(map(str, batch))},
+                deadline,
+                MAX_INFO_BYTES,
+            )
             if not isinstance(data, dict):
                 raise UpstreamError(f"Bad Gateway: {NAME} info data is not an object")
             for key, value in data.items():
                 entry = value[0] if isinstance(value, list) and value else value
                 logo = entry.get("logo") if isinstance(entry, dict) else None
-                if isinstance(logo, str) and logo.startswith(("http://", "https://")):
+                if (
+                    isinstance(logo, str)
+                    and logo.startswith(("http://", "https://"))
+                    and len(logo) <= MAX_URL_LENGTH
+                ):
                     try:
                         urls[int(key)] = logo
                     except ValueError:
@@ -138,20 +173,86 @@ class CMCSource:
         return urls
 
     def download_logo(self, url: str, *, deadline: float | None = None) -> Logo | None:
-        """Fetch one logo image; None (logged) when it cannot be had."""
+        """Fetch one logo image; None (logged) when it cannot be had or is not an image.
+
+        Only hosts in CMC_LOGO_HOSTS are asked (redirects too), and only PNG,
+        JPEG, GIF or WebP, recognised by their first bytes, are kept: whatever
+        the listing says, a logo URL never reaches an internal address, and
+        nothing scriptable (SVG) is ever served back.
+        """
         try:
-            resp = self.client.get(url, deadline=deadline)
+            resp = self.client.get(
+                url, deadline=deadline, max_bytes=MAX_LOGO_BYTES, guard=self.logo_hosts
+            )
         except UpstreamError as exc:
-            log.warning("logo %s: %s", url, exc.message)
+            log.warning("logo %s: %s", url[:200], exc.message)
             return None
-        content_type = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if resp.status_code != 200 or not content_type.startswith("image/"):
-            log.warning("logo %s: HTTP %s, %s", url, resp.status_code, content_type or "no type")
+        kind = image_type(resp.content)
+        if resp.status_code != 200 or kind is None:
+            log.warning(
+                "logo %s: HTTP %s, not a PNG, JPEG, GIF or WebP", url[:200], resp.status_code
+            )
             return None
-        if not resp.content or len(resp.content) > MAX_LOGO_BYTES:
-            log.warning("logo %s: %d bytes", url, len(resp.content))
-            return None
-        return Logo(url, content_type, resp.content, hashlib.sha256(resp.content).digest())
+        return Logo(url, kind, resp.content, hashlib.sha256(resp.content).digest())
+
+
+def image_type(data: bytes) -> str | None:
+    """The content type of a PNG, JPEG, GIF or WebP image, read from its bytes; else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+class LogoHosts:
+    """The guard for logo URLs: only listed hosts, and internal addresses only when listed.
+
+    An entry is ``host`` (the scheme's default port) or ``host:port``. A listed
+    name that resolves to a loopback, private, link-local or otherwise
+    non-public address is refused unless that address itself is listed.
+    """
+
+    def __init__(self, entries: Iterable[str], resolve: Callable = socket.getaddrinfo):
+        self._entries: set[tuple[str, int | None]] = set()
+        for entry in entries:
+            parts = urlsplit("//" + entry.strip().lower())
+            if parts.hostname:
+                self._entries.add((parts.hostname, parts.port))
+        self._resolve = resolve
+
+    def __call__(self, url: str) -> None:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+        try:
+            port = parts.port or _DEFAULT_PORTS.get(scheme)
+        except ValueError:
+            port = None
+        if scheme not in _DEFAULT_PORTS or not host or port is None:
+            raise UpstreamError("logo URL is not an http(s) URL with a host")
+        default = port == _DEFAULT_PORTS[scheme]
+        if not self._listed(host, port, default):
+            raise UpstreamError(f"logo host {host[:100]}:{port} is not in CMC_LOGO_HOSTS")
+        try:
+            infos = self._resolve(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            raise UpstreamError(f"logo host {host[:100]} does not resolve") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0].split("%")[0])
+            if not address.is_global and not self._listed(str(address), port, default):
+                raise UpstreamError(
+                    f"logo host {host[:100]} resolves to a non-public address ({address})"
+                )
+
+    def _listed(self, host: str, port: int, default: bool) -> bool:
+        return (host, port) in self._entries or (default and (host, None) in self._entries)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _number(value: Any, what: str) -> Decimal | None:
@@ -161,8 +262,7 @@ def _number(value: Any, what: str) -> Decimal | None:
 def _time(value: Any) -> datetime | None:
     if value is None:
         return None
-    when = datetime.fromisoformat(str(value))
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return plausible_time(datetime.fromisoformat(plain_text(value, "last_updated", 40)), "time")
 
 
 def parse_listings(data: Any) -> list[Coin]:
@@ -177,13 +277,13 @@ def parse_listings(data: Any) -> list[Coin]:
             if not isinstance(quote, dict):
                 raise TypeError("no USD quote")
             cmc_id, rank = item["id"], item.get("cmc_rank")
-            if isinstance(cmc_id, bool) or not isinstance(cmc_id, int):
-                raise TypeError("id is not an integer")
-            if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int)):
-                raise TypeError("cmc_rank is not an integer")
-            name, symbol, slug = (str(item[k]).strip() for k in ("name", "symbol", "slug"))
-            if not name or not symbol:
-                raise ValueError("empty name or symbol")
+            if not isinstance(cmc_id, int) or (rank is not None and not isinstance(rank, int)):
+                raise TypeError("id or cmc_rank is not an integer")
+            cmc_id = whole_number(cmc_id, "id", _MAX_INT)
+            rank = None if rank is None else whole_number(rank, "cmc_rank", _MAX_INT)
+            name, symbol, slug = (
+                plain_text(str(item[k]).strip(), k, 1000) for k in ("name", "symbol", "slug")
+            )
             coins.append(
                 Coin(
                     cmc_id=cmc_id,
@@ -205,7 +305,7 @@ def parse_listings(data: Any) -> list[Coin]:
                     last_updated=_time(item.get("last_updated") or quote.get("last_updated")),
                 )
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except VALUE_ERRORS as exc:
             raise UpstreamError(
                 f"Bad Gateway: {NAME} listing #{index} is malformed: {exc}"
             ) from exc

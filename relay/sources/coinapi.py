@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from relay.errors import BadRequest, UpstreamError
 from relay.sources.http import UpstreamClient, json_body
-from relay.sources.numbers import exact_number
+from relay.sources.numbers import VALUE_ERRORS, exact_number, plain_text, plausible_time
 
 NAME = "CoinAPI"
 # An asset code such as BTC, mapped through COINAPI_SYMBOL_TEMPLATE...
@@ -24,6 +24,8 @@ _ASSET_CODE = re.compile(r"^[A-Z0-9]{1,20}$")
 _SYMBOL_ID = re.compile(r"^[A-Z0-9]{1,40}(?:_[A-Z0-9.\-]{1,40}){2,8}$")
 # CoinAPI's documented answer for "no such item" besides 400.
 _NO_DATA = 550
+# A trade is about 230 bytes of JSON; a page may take 1 KiB a trade, and no more.
+BYTES_PER_TRADE = 1024
 
 
 class Trade(NamedTuple):
@@ -73,6 +75,7 @@ class CoinAPISource:
             params={"time_start": format_time(time_start), "limit": self.page_limit},
             headers=headers,
             deadline=deadline,
+            max_bytes=64 * 1024 + self.page_limit * BYTES_PER_TRADE,
         )
         if resp.status_code in (400, 404, _NO_DATA):
             raise BadRequest(
@@ -123,7 +126,7 @@ def parse_trades(payload: Any, symbol_id: str) -> list[Trade]:
                 size=_decimal(item, "size"),
                 taker_side=_str(item, "taker_side"),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except VALUE_ERRORS as exc:
             raise UpstreamError(f"Bad Gateway: {NAME} trade #{index} is malformed: {exc}") from exc
         other = item.get("symbol_id")
         if other is not None and other != symbol_id:
@@ -140,17 +143,13 @@ def parse_time(text: str) -> datetime:
     CoinAPI sends 100 ns digits; PostgreSQL keeps microseconds, so the
     seventh digit is dropped (rounded down, so resume points never skip).
     """
-    when = datetime.fromisoformat(text)
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return plausible_time(datetime.fromisoformat(text), "time")
 
 
 def _str(item: dict, key: str) -> str:
     if key not in item:
         raise KeyError(f"missing {key!r}")
-    value = item[key]
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"{key!r} is not a non-empty string")
-    return value
+    return plain_text(item[key], repr(key), max_length=100)
 
 
 def _decimal(item: dict, key: str) -> Decimal:

@@ -1,43 +1,113 @@
-"""One HTTP client for every upstream: timeouts, bounded retries, Retry-After.
+"""One HTTP client for every upstream: bounded in bytes, time and trust.
 
 Each source module builds its requests and interprets the answers; this
 module owns how a request is sent and how transport failures become relay
 errors, so no resource ever sees a ``requests`` exception.
+
+Upstreams are other people's servers, so every answer is read under three
+bounds: its decoded size (gzip/deflate are decompressed here, in steps no
+larger than what is still allowed), one wall-clock deadline for the whole
+answer (headers and body; a watchdog shuts the socket when it passes, so a
+server dripping a byte at a time cannot outlast it), and where it may lead
+(redirects are followed only where the request's guard allows: by default
+the same scheme, host and port, so an API key never travels elsewhere).
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
+import socket
+import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from relay.errors import UpstreamError, UpstreamTimeout
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({418, 429, 500, 502, 503, 504})
-# A body larger than this is not a page we asked for; refuse it rather than
-# hold it in memory.
-MAX_BODY_BYTES = 64 * 1024 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 3
+# What an API answer may decode to unless the source says otherwise.
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+READ_CHUNK = 64 * 1024
+# We decode these ourselves (and count what they decode to); nothing else is asked for.
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 class OutOfTime(Exception):
     """The next upstream request could only start after the run's deadline."""
 
 
+class Reply:
+    """An upstream's answer, read whole within its bounds."""
+
+    __slots__ = ("content", "headers", "status_code", "url")
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], content: bytes, url: str):
+        self.status_code = status_code
+        self.headers = CaseInsensitiveDict(headers)
+        self.content = content
+        self.url = url
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """Parse as JSON (raises ValueError, as requests does, when it is not)."""
+        try:
+            return json.loads(self.content)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+Guard = Callable[[str], None]
+
+
+def same_origin(first_url: str) -> Guard:
+    """A guard that lets a request go only where ``first_url`` went: scheme, host and port."""
+    origin = _origin(first_url)
+
+    def guard(url: str) -> None:
+        if _origin(url) != origin:
+            host = urlsplit(url).hostname or "?"
+            raise UpstreamError(f"redirected to another host ({host[:100]}); not followed")
+
+    return guard
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
 class UpstreamClient:
     """Send GET requests to one upstream, retrying what is worth retrying.
 
     ``deadline`` (a ``clock()`` value) bounds the retries: no new attempt
-    starts, and no wait is begun, that would end after it. Each attempt is
-    bounded by ``timeout_s`` (connect and read).
+    starts, and no wait is begun, that would end after it. Each attempt,
+    headers and body together, ends within ``timeout_s`` of its start.
     """
 
     def __init__(
@@ -53,7 +123,7 @@ class UpstreamClient:
     ):
         self.name = name
         self.timeout_s = timeout_s
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self._sleep = sleep
@@ -67,26 +137,33 @@ class UpstreamClient:
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
         retry_statuses: frozenset[int] = RETRY_STATUSES,
-    ) -> requests.Response:
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        guard: Guard | None = None,
+    ) -> Reply:
         """Return the first answer that is not worth retrying (2xx or 4xx).
 
-        ``retry_statuses`` lets a source keep a status for itself to interpret.
+        ``retry_statuses`` lets a source keep a status for itself to interpret;
+        ``max_bytes`` bounds the decoded body; ``guard`` raises UpstreamError for
+        a URL that may not be fetched (checked before the request and at every
+        redirect; default: the first URL's origin only).
 
         Raises UpstreamTimeout or UpstreamError when every attempt failed.
         """
+        guard = guard or same_origin(url)
         attempt = 0
         while True:
             attempt += 1
             timeout = self.timeout_s
             try:
-                resp = self.session.get(url, params=params, headers=headers, timeout=timeout)
-                body = resp.content
-            except requests.Timeout as exc:
+                resp = self._attempt(url, params, headers, max_bytes, guard)
+            except _TooSlow as exc:
                 failure: UpstreamError = UpstreamTimeout(
                     f"Gateway Timeout: {self.name} did not answer within {timeout:g} s"
                 )
-                failure.__cause__ = exc
+                failure.__cause__ = exc.__cause__
                 wait = self._backoff(attempt)
+            except _Refused as exc:
+                raise UpstreamError(f"Bad Gateway: {self.name} {exc}") from exc.__cause__
             except requests.ConnectionError as exc:
                 failure = UpstreamError(f"Bad Gateway: {self.name} unreachable (connection failed)")
                 failure.__cause__ = exc
@@ -96,8 +173,6 @@ class UpstreamClient:
                     f"Bad Gateway: {self.name} request failed ({type(exc).__name__})"
                 ) from exc
             else:
-                if len(body) > MAX_BODY_BYTES:
-                    raise UpstreamError(f"Bad Gateway: {self.name} sent an oversized body")
                 if resp.status_code not in retry_statuses:
                     return resp
                 failure = UpstreamError(
@@ -119,11 +194,202 @@ class UpstreamClient:
             log.info("%s: attempt %d failed, retrying in %.2f s", self.name, attempt, wait)
             self._sleep(wait)
 
+    def _attempt(self, url, params, headers, max_bytes: int, guard: Guard) -> Reply:
+        """One attempt, redirects included, under one wall-clock deadline."""
+        headers = {"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
+        with _Watch(self.timeout_s) as watch:
+            for _ in range(MAX_REDIRECTS + 1):
+                try:
+                    guard(url)
+                except UpstreamError as exc:
+                    raise _Refused(exc.message) from None
+                reply = self._fetch(watch, url, params, headers, max_bytes)
+                location = reply.headers.get("Location")
+                if reply.status_code not in REDIRECT_STATUSES or not location:
+                    return reply
+                url, params = urljoin(url, location), None
+            raise _Refused(f"redirected more than {MAX_REDIRECTS} times")
+
+    def _fetch(self, watch: _Watch, url, params, headers, max_bytes: int) -> Reply:
+        try:
+            resp = self.session.get(
+                url,
+                params=params,
+                headers=headers,
+                timeout=self.timeout_s,
+                stream=True,
+                allow_redirects=False,
+            )
+            try:
+                content = read_body(resp, max_bytes)
+            finally:
+                resp.close()
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if watch.expired or isinstance(exc, _TIMEOUTS):
+                raise _TooSlow() from exc
+            if isinstance(exc, requests.RequestException):
+                raise
+            raise _Refused(f"sent a broken answer ({type(exc).__name__})") from exc
+        if watch.expired:
+            raise _TooSlow()
+        return Reply(resp.status_code, resp.headers, content, resp.url)
+
     def _backoff(self, attempt: int) -> float:
         return self.backoff_s * (2 ** (attempt - 1))
 
     def _fits(self, wait: float, deadline: float | None) -> bool:
         return deadline is None or self.clock() + wait < deadline
+
+
+_TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+
+
+class _TooSlow(Exception):
+    """The attempt's deadline passed (the socket was shut, or a read timed out)."""
+
+
+class _Refused(Exception):
+    """An answer we will not take: too large, undecodable, or leading elsewhere."""
+
+
+def read_body(resp: requests.Response, max_bytes: int) -> bytes:
+    """Read a streamed answer, decoding gzip/deflate ourselves, stopping past ``max_bytes``.
+
+    Bytes are counted as they are decoded, and never more than is still allowed
+    is decoded at once, so neither a huge body nor a small compressed one that
+    expands to gigabytes can take more memory than the cap.
+    """
+    encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        decoder = None
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _Refused(f"sent {int(declared)} bytes, more than the {max_bytes} bytes allowed")
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header
+    else:
+        raise _Refused(f"sent an unsupported Content-Encoding ({encoding[:40]})")
+    body = bytearray()
+    received = 0
+    try:
+        for chunk in resp.raw.stream(READ_CHUNK, decode_content=False):
+            received += len(chunk)
+            if decoder is None:
+                body += chunk
+            else:
+                data = chunk
+                while data and len(body) <= max_bytes:
+                    if decoder.eof:  # another gzip member follows (RFC 1952 allows several)
+                        decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)
+                    body += decoder.decompress(data, max_bytes - len(body) + 1)
+                    data = decoder.unconsumed_tail or (decoder.unused_data if decoder.eof else b"")
+            # Compressed bytes count too: members that decode to nothing are no free ride.
+            if len(body) > max_bytes or received > max_bytes + READ_CHUNK:
+                raise _Refused(f"sent more than the {max_bytes} bytes allowed")
+    except zlib.error as exc:
+        raise _Refused(f"sent a body that does not decode as {encoding}") from exc
+    if decoder is not None and not decoder.eof:
+        raise _Refused(f"sent a truncated {encoding} body")
+    return bytes(body)
+
+
+# -- the deadline watchdog ------------------------------------------------------------
+
+_current = threading.local()
+
+
+class _Watch:
+    """Shut the sockets of one attempt when its deadline passes.
+
+    A socket read timeout bounds each read, not the answer: a server sending
+    one byte every few seconds never trips it. Shutting the socket down from a
+    timer thread ends any read blocked on it at once (it sees end of file).
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watch:
+        _current.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        _current.watch = None
+
+    def track(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if self.expired:
+                _shut(sock)
+            else:
+                self._sockets.append(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watched:
+    """A urllib3 connection that hands its socket to the current attempt's watch."""
+
+    def getresponse(self, *args, **kwargs):
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            watch.track(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
+
+
+def new_session() -> requests.Session:
+    """A requests Session whose connections the attempt deadline can cut."""
+    session = requests.Session()
+    session.trust_env = False  # no proxy or .netrc credentials picked up from the environment
+    adapter = _WatchedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+# -- reading answers ------------------------------------------------------------------
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -144,15 +410,18 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds) if seconds == seconds else None  # NaN guard
 
 
-def _reason(resp: requests.Response) -> str:
+def _reason(resp: Reply) -> str:
     """A short, safe excerpt of an upstream error body for our message."""
-    text = resp.text.strip().replace("\n", " ")
+    text = resp.content[:400].decode("utf-8", "replace").strip().replace("\n", " ")
+    text = "".join(c for c in text if c.isprintable())
     return f": {text[:200]}" if text else ""
 
 
-def json_body(resp: requests.Response, upstream: str) -> Any:
+def json_body(resp: Reply, upstream: str) -> Any:
     """Parse a JSON body keeping every digit (floats become Decimal)."""
     try:
         return json.loads(resp.content, parse_float=Decimal)
+    except RecursionError:
+        raise UpstreamError(f"Bad Gateway: {upstream} sent JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise UpstreamError(f"Bad Gateway: {upstream} sent malformed JSON") from exc

@@ -1,9 +1,25 @@
-"""Exact numbers from upstream payloads: every digit kept, nothing that is not a number."""
+"""Values from upstream payloads: exact numbers, storable text, plausible times.
+
+Every check raises TypeError or ValueError naming the field, which each
+parser turns into a 502 naming the upstream: nothing an upstream sends may
+reach PostgreSQL as a value it refuses (a 500), or as one we cannot use.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+# Far beyond any price, size or market cap (and well inside NUMERIC's range),
+# so "1e999999" is refused as the nonsense it is instead of costing a 500.
+MAX_DIGITS = 100
+MAX_MAGNITUDE = 60  # |adjusted exponent|: 1e-60 .. 1e60
+# Upstream times outside this span are not market data.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# Errors that parsing hostile values can raise (OverflowError: dates and times).
+VALUE_ERRORS = (KeyError, TypeError, ValueError, OverflowError, ArithmeticError)
 
 
 def exact_number(value: Any, what: str) -> Decimal:
@@ -13,10 +29,49 @@ def exact_number(value: Any, what: str) -> Decimal:
     """
     if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
         raise TypeError(f"{what} is not a number")
+    if isinstance(value, str) and len(value) > 2 * MAX_DIGITS:
+        raise ValueError(f"{what} is too long to be a number")
     try:
         number = Decimal(value)
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         raise ValueError(f"{what} is not a number") from None
     if not number.is_finite():
         raise ValueError(f"{what} is not finite")
+    if number and (
+        len(number.as_tuple().digits) > MAX_DIGITS or abs(number.adjusted()) > MAX_MAGNITUDE
+    ):
+        raise ValueError(f"{what} is out of range")
     return number
+
+
+def whole_number(value: Any, what: str, high: int = 2**63 - 1) -> int:
+    """A non-negative integer (a JSON number or digit text) no larger than ``high``."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{what} is not a whole number")
+    if isinstance(value, str) and len(value) > 20:
+        raise ValueError(f"{what} is out of range")
+    number = int(value)
+    if not 0 <= number <= high:
+        raise ValueError(f"{what} is out of range")
+    return number
+
+
+def plain_text(value: Any, what: str, max_length: int = 200) -> str:
+    """A non-empty string PostgreSQL can store (no NUL), at most ``max_length`` long."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is not a string")
+    if not value:
+        raise ValueError(f"{what} is empty")
+    if len(value) > max_length:
+        raise ValueError(f"{what} is longer than {max_length} characters")
+    if "\x00" in value:
+        raise ValueError(f"{what} contains a NUL character")
+    return value
+
+
+def plausible_time(when: datetime, what: str) -> datetime:
+    """``when`` in UTC, refused outside 1970..2200."""
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if not EARLIEST <= when < LATEST:
+        raise ValueError(f"{what} {when.date().isoformat()} is outside 1970..2200")
+    return when

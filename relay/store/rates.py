@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
@@ -62,10 +62,12 @@ def known_currency(conn: psycopg.Connection, currency: str) -> bool:
     return conn.execute(KNOWN_CURRENCY, {"currency": currency}).fetchone()[0]
 
 
-def store_rates(conn: psycopg.Connection, rates: Sequence[Rate]) -> int:
-    """Store rates in the caller's transaction via COPY; return how many were new."""
-    if not rates:
-        return 0
+def store_rates(conn: psycopg.Connection, rates: Iterable[Rate]) -> int:
+    """Store rates in the caller's transaction via COPY; return how many were new.
+
+    ``rates`` may be read lazily (the history zip is parsed as it is copied):
+    an error it raises part-way fails the caller's transaction whole.
+    """
     conn.execute(CREATE_STAGE)
     with conn.cursor() as cur:
         db.copy_rows(cur, COPY_STAGE, ["date", "text", "numeric"], rates)
