@@ -101,6 +101,10 @@ def candles(
 ) -> dict:
     """Resample 1-minute candles into ``interval`` buckets over [start, end).
 
+    A bucket is built as Binance builds its own bars: open, high and low from
+    the minutes that traded (volume > 0), close from the last minute, volume
+    summed; a bucket with no trade is the carried price four times.
+
     Without ``end`` the range ends after the newest candle; without
     ``start`` it covers the 500 buckets before ``end``. Buckets align to
     the Unix epoch (so 1d is a UTC day); a bucket with no data is absent.

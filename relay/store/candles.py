@@ -116,17 +116,26 @@ PRICE_AT = """
     LIMIT 1
 """
 
-# OHLCV buckets from 1-minute rows: first open, extremes, last close, summed volume.
+# OHLCV buckets from 1-minute rows, built as Binance builds its own bars. A minute without
+# a trade comes with volume 0 and the previous close as open, high, low and close; that
+# carried price is no trade, so open (the first traded minute's), high and low come from the
+# minutes that traded. Close is the last minute's and volume the sum; a bucket in which
+# nothing traded is its carried price four times. Both ordered aggregates take one ascending
+# order, so the one sort by (bucket, open_time) feeds them and no group is sorted again.
 RESAMPLE = """
-    SELECT date_bin(%(width)s, open_time, timestamptz '1970-01-01 00:00:00+00') AS bucket,
-           (array_agg(open ORDER BY open_time))[1] AS open,
-           max(high) AS high,
-           min(low) AS low,
-           (array_agg(close ORDER BY open_time DESC))[1] AS close,
-           sum(volume) AS volume
-    FROM binance_candle
-    WHERE symbol = %(symbol)s AND open_time >= %(start)s AND open_time < %(end)s
-    GROUP BY bucket
+    SELECT bucket, coalesce(traded_open, close) AS open, coalesce(traded_high, close) AS high,
+           coalesce(traded_low, close) AS low, close, volume
+    FROM (
+        SELECT date_bin(%(width)s, open_time, timestamptz '1970-01-01 00:00:00+00') AS bucket,
+               (array_agg(open ORDER BY open_time) FILTER (WHERE volume > 0))[1] AS traded_open,
+               max(high) FILTER (WHERE volume > 0) AS traded_high,
+               min(low) FILTER (WHERE volume > 0) AS traded_low,
+               (array_agg(close ORDER BY open_time))[count(*)] AS close,
+               sum(volume) AS volume
+        FROM binance_candle
+        WHERE symbol = %(symbol)s AND open_time >= %(start)s AND open_time < %(end)s
+        GROUP BY bucket
+    ) AS buckets
     ORDER BY bucket
 """
 
