@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay.markets import INTERVALS
+from relay.params import RANGE_TEXT
 from relay.store.coins import DASHBOARD_ORDER
 
 API = "/relay-api/v1"
@@ -324,8 +325,12 @@ CACHED = {
 }
 NOT_MODIFIED = {"description": "The client's copy (If-None-Match) is current"}
 START_END = [
-    param("start", TEXT, description="ISO 8601 date or date-time, inclusive (UTC if no offset)"),
-    param("end", TEXT, description="ISO 8601 date or date-time, exclusive"),
+    param(
+        "start",
+        TEXT,
+        description=f"ISO 8601 date or date-time, inclusive (UTC if no offset), {RANGE_TEXT}",
+    ),
+    param("end", TEXT, description=f"ISO 8601 date or date-time, exclusive, {RANGE_TEXT}"),
 ]
 SYMBOLS_BODY = {
     "required": False,
@@ -486,7 +491,7 @@ def _paths() -> dict:
                 "relay:out",
                 [
                     param("id", TEXT, description="all, or comma-separated symbols", example="all"),
-                    param("date", DATE),
+                    param("date", DATE, description=f"default: the latest day held; {RANGE_TEXT}"),
                     param("order_by", {"type": "string", "enum": list(DASHBOARD_ORDER)}),
                     param("order_type", {"type": "string", "enum": ["asc", "desc"]}),
                     param(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import date
 
 import falcon
 
@@ -35,11 +34,7 @@ class DashboardResource:
                 raise BadRequest(
                     "Bad Request: id parameter must be all or a comma-separated list of symbols"
                 )
-        raw_day = params.text(req, "date")
-        try:
-            day = date.fromisoformat(raw_day) if raw_day else None
-        except ValueError:
-            raise BadRequest("Bad Request: date parameter must be a date (YYYY-MM-DD)") from None
+        day = params.day(req, "date")
         order_by = params.text(req, "order_by") or "market_cap"
         if order_by not in DASHBOARD_ORDER:
             raise BadRequest(

@@ -1,0 +1,85 @@
+"""Query parameters at the edge: extreme dates and times are 400 naming the parameter."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay import openapi
+from tests.conftest import bearer
+
+API = openapi.API
+# What each route needs besides the date or time under test.
+REQUIRED = {
+    f"{API}/relay-out": {"Symbol": "BTC"},
+    f"{API}/relay-out/records": {"symbol": "BTC"},
+    f"{API}/relay-out/candles": {"symbol": "BTCUSDT"},
+    f"{API}/relay-out/dashboard": {},
+    f"{API}/relay-out/rates": {},
+    f"{API}/relay-out/rates/series": {"start": "2018-06-01"},
+    f"{API}/relay-out/convert": {"from": "USD", "to": "JPY"},
+}
+# Every GET parameter that takes a date or a date-time, as the document declares them.
+DATE_PARAMS = [
+    (path, p["name"])
+    for path, ops in openapi.document()["paths"].items()
+    if "get" in ops
+    for p in ops["get"].get("parameters", [])
+    if p["in"] == "query" and p["name"] in ("start", "end", "date")
+]
+# Time parameters: these parse a date-time, so any out-of-range moment is theirs to refuse.
+TIME_PARAMS = {
+    (f"{API}/relay-out{route}", name)
+    for route in ("", "/records", "/candles")
+    for name in ("start", "end")
+}
+EXTREMES = [
+    "0001-01-01",
+    "9999-12-31",
+    "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:00:00+23:59",
+    "0001-01-01T00:00:00-23:59",
+    "9999-12-31T23:59:59-23:59",
+    "9999-12-31T23:59:59+23:59",
+    "1969-12-31T23:59:59Z",
+    "2200-01-01",
+]
+
+
+def test_every_date_parameter_is_covered():
+    assert {path for path, _ in DATE_PARAMS} == set(REQUIRED)
+    assert set(DATE_PARAMS) >= TIME_PARAMS
+
+
+@pytest.fixture
+def data(conn):
+    """A little of everything, so each route reaches its arithmetic and its queries."""
+    conn.execute("INSERT INTO symbol (symbol_id) VALUES ('BITSTAMP_SPOT_BTC_USD')")
+    conn.execute(
+        "INSERT INTO symbol_data VALUES (gen_random_uuid(), 1, '2020-01-01T00:00Z', "
+        "'2020-01-01T00:00Z', 7000, 1, 'BUY')"
+    )
+    conn.execute(
+        "INSERT INTO binance_candle SELECT 'BTCUSDT', t, t + interval '59.999 s', 1, 2, 0.5, 1.5, "
+        "10, 15, 3, 5, 7, t FROM generate_series(timestamptz '2020-01-01', "
+        "timestamptz '2020-01-01 02:00', interval '1 minute') AS t"
+    )
+    conn.execute(
+        "INSERT INTO ecb_rate VALUES ('2018-06-01', 'USD', 1.17), ('2018-06-01', 'JPY', 128.1)"
+    )
+    conn.execute("INSERT INTO coin (cmc_id, name, symbol, slug, rank) VALUES (1, 'B', 'B', 'b', 1)")
+    conn.execute("INSERT INTO coin_daily (coin_id, day, close) VALUES (1, '2020-01-01', 7000)")
+
+
+@pytest.mark.parametrize("value", EXTREMES)
+@pytest.mark.parametrize(("path", "name"), DATE_PARAMS, ids=[f"{p}:{n}" for p, n in DATE_PARAMS])
+def test_extreme_dates_and_times_are_400_naming_the_parameter(data, app, path, name, value):
+    query = {**REQUIRED[path], name: value}
+    resp = app.get(path, query, headers=bearer("relay:out"), expect_errors=True)
+    if (path, name) in TIME_PARAMS:
+        assert resp.status_int == 400, resp
+    else:  # the ECB routes answer "no rates before 1999-01-04" with their documented 404
+        assert resp.status_int in (400, 404), resp
+    if resp.status_int == 400:
+        assert f"{name} parameter" in resp.json["message"], resp.json
+    else:
+        assert "1999-01-04" in resp.json["message"], resp.json
