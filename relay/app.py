@@ -49,6 +49,23 @@ log = logging.getLogger(__name__)
 API = "/relay-api/v1"
 
 
+class App(falcon.App):
+    """A Falcon app whose every GET route answers HEAD too (uptime monitors use HEAD).
+
+    HEAD runs the GET responder; Falcon sends its status and headers (with the
+    body's length) and no body. Done as routes are added, so none can forget it.
+    """
+
+    def add_route(self, uri_template: str, resource: object, **kwargs) -> None:
+        suffix = kwargs.get("suffix")
+        get, head = (
+            ("on_get", "on_head") if not suffix else (f"on_get_{suffix}", f"on_head_{suffix}")
+        )
+        if hasattr(resource, get) and not hasattr(resource, head):
+            setattr(resource, head, getattr(resource, get))
+        super().add_route(uri_template, resource, **kwargs)
+
+
 def create_app(
     config: Config,
     pool: ConnectionPool,
@@ -133,7 +150,7 @@ def create_app(
         LimitsMiddleware(config.max_query_bytes, config.max_body_bytes),
         AuthMiddleware(TokenVerifier(config.jwt_secrets), Revocations(pool, changes)),
     ]
-    app = falcon.App(middleware=middleware)
+    app = App(middleware=middleware)
     media.install(app)
     errors.install(app)
 

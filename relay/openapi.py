@@ -595,7 +595,23 @@ def _paths() -> dict:
                 body=SYMBOLS_BODY,
             )
         }
+    for operations in paths.values():
+        if "get" in operations:
+            operations["head"] = head(operations["get"])
     return paths
+
+
+def head(get: dict) -> dict:
+    """HEAD of a GET route: the same parameters, statuses and headers, never a body."""
+    responses = {
+        status: (
+            {"description": ERROR_TEXT[int(status)]}
+            if "$ref" in answer
+            else {k: v for k, v in answer.items() if k != "content"}
+        )
+        for status, answer in get["responses"].items()
+    }
+    return {**get, "summary": f"{get['summary']} (headers only)", "responses": responses}
 
 
 def document(server_url: str | None = None) -> dict:
