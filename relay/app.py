@@ -25,7 +25,7 @@ from relay.coins import Coins
 from relay.config import Config
 from relay.fx import FX
 from relay.ingest import BinanceRelayIn, CMCRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
-from relay.middleware import LimitsMiddleware, RequestIdMiddleware
+from relay.middleware import LimitsMiddleware, PrivateAnswersMiddleware, RequestIdMiddleware
 from relay.observe import Metrics, MetricsResource, ObserveMiddleware, configure_logging
 from relay.resources import docs, web
 from relay.resources.coins import DashboardResource, LogoResource, SearchResource
@@ -138,7 +138,11 @@ def create_app(
     coins = Coins(pool)
     fx = FX(pool, now, cache)
 
-    middleware: list = [RequestIdMiddleware(), ObserveMiddleware(metrics, pool)]
+    middleware: list = [
+        RequestIdMiddleware(),
+        ObserveMiddleware(metrics, pool),
+        PrivateAnswersMiddleware(),
+    ]
     if config.cors_origins:
         # The frontend runs on another origin; preflights pass before auth.
         middleware.append(

@@ -52,3 +52,26 @@ class LimitsMiddleware:
             raise PayloadTooLarge(
                 f"Content Too Large: the body exceeds {self.max_body_bytes} bytes"
             )
+
+
+class PrivateAnswersMiddleware:
+    """An answer that needed a token is the caller's own: no shared cache may keep it.
+
+    For every resource that declares a scope, ``public`` in Cache-Control becomes
+    ``private`` and ``Vary: Authorization`` is added, whatever the responder set;
+    so no route can forget it. Public routes and sinks are left as they are.
+    """
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        if resource is None or getattr(resource, "auth_scope", "undeclared") is None:
+            return
+        cache_control = resp.get_header("Cache-Control")
+        if cache_control:
+            directives = [d.strip() for d in cache_control.split(",") if d.strip()]
+            directives = [d for d in directives if d.lower() not in ("public", "private")]
+            if not any(d.lower() == "no-store" for d in directives):
+                directives.insert(0, "private")
+            resp.set_header("Cache-Control", ", ".join(directives))
+        vary = [v.strip() for v in (resp.get_header("Vary") or "").split(",") if v.strip()]
+        if not any(v.lower() in ("authorization", "*") for v in vary):
+            resp.set_header("Vary", ", ".join([*vary, "Authorization"]))

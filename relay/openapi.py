@@ -320,7 +320,9 @@ RELAY_IN_ERRORS = (404, 409, 502, 504)
 CACHED = {
     "headers": {
         "ETag": {"schema": {"type": "string"}},
-        "Cache-Control": {"schema": {"type": "string"}},
+        # private: the answer needed a token, so no shared cache may keep it
+        "Cache-Control": {"schema": {"type": "string", "pattern": "^private, "}},
+        "Vary": {"schema": {"type": "string", "pattern": "Authorization"}},
     }
 }
 NOT_MODIFIED = {"description": "The client's copy (If-None-Match) is current"}

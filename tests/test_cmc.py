@@ -388,7 +388,7 @@ def test_logo_bytes_etag_and_304(listed, app, out_headers):
     resp = app.get(f"{OUT}/assets/btc/logo", headers=out_headers)
     assert resp.body == png(1)
     assert resp.content_type == "image/png"
-    assert resp.headers["Cache-Control"] == "public, max-age=86400"
+    assert resp.headers["Cache-Control"] == "private, max-age=86400"
     etag = resp.headers["ETag"]
     assert etag.startswith('"')
     again = app.get(f"{OUT}/assets/BTC/logo", headers={**out_headers, "If-None-Match": etag})

@@ -6,6 +6,7 @@ import pytest
 
 from relay import openapi
 from tests.conftest import bearer
+from tests.rows import a_little_of_everything
 
 API = openapi.API
 # What each route needs besides the date or time under test.
@@ -52,22 +53,8 @@ def test_every_date_parameter_is_covered():
 
 @pytest.fixture
 def data(conn):
-    """A little of everything, so each route reaches its arithmetic and its queries."""
-    conn.execute("INSERT INTO symbol (symbol_id) VALUES ('BITSTAMP_SPOT_BTC_USD')")
-    conn.execute(
-        "INSERT INTO symbol_data VALUES (gen_random_uuid(), 1, '2020-01-01T00:00Z', "
-        "'2020-01-01T00:00Z', 7000, 1, 'BUY')"
-    )
-    conn.execute(
-        "INSERT INTO binance_candle SELECT 'BTCUSDT', t, t + interval '59.999 s', 1, 2, 0.5, 1.5, "
-        "10, 15, 3, 5, 7, t FROM generate_series(timestamptz '2020-01-01', "
-        "timestamptz '2020-01-01 02:00', interval '1 minute') AS t"
-    )
-    conn.execute(
-        "INSERT INTO ecb_rate VALUES ('2018-06-01', 'USD', 1.17), ('2018-06-01', 'JPY', 128.1)"
-    )
-    conn.execute("INSERT INTO coin (cmc_id, name, symbol, slug, rank) VALUES (1, 'B', 'B', 'b', 1)")
-    conn.execute("INSERT INTO coin_daily (coin_id, day, close) VALUES (1, '2020-01-01', 7000)")
+    """So each route reaches its arithmetic and its queries."""
+    a_little_of_everything(conn)
 
 
 @pytest.mark.parametrize("value", EXTREMES)

@@ -79,7 +79,7 @@ class SearchResource:
 
 
 class LogoResource:
-    """GET /relay-out/assets/{symbol}/logo: the image, cacheable for a day."""
+    """GET /relay-out/assets/{symbol}/logo: the image, cacheable for a day by the caller."""
 
     auth_scope = "relay:out"
 
@@ -91,5 +91,5 @@ class LogoResource:
             raise BadRequest("Bad Request: symbol is not a valid symbol")
         content_type, data, _ = self._coins.logo(symbol)
         caching.send(
-            req, resp, data, content_type=content_type, cache_control="public, max-age=86400"
+            req, resp, data, content_type=content_type, cache_control="private, max-age=86400"
         )
