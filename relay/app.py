@@ -18,14 +18,19 @@ import falcon
 import requests
 from psycopg_pool import ConnectionPool
 
-from relay import db, errors, media
+from relay import db, errors, media, openapi
 from relay.auth import AuthMiddleware, Revocations, TokenVerifier
 from relay.changes import AnswerCache, Changes
 from relay.coins import Coins
 from relay.config import Config
 from relay.fx import FX
 from relay.ingest import BinanceRelayIn, CMCRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
-from relay.middleware import LimitsMiddleware, PrivateAnswersMiddleware, RequestIdMiddleware
+from relay.middleware import (
+    KnownParametersMiddleware,
+    LimitsMiddleware,
+    PrivateAnswersMiddleware,
+    RequestIdMiddleware,
+)
 from relay.observe import Metrics, MetricsResource, ObserveMiddleware, configure_logging
 from relay.resources import docs, web
 from relay.resources.coins import DashboardResource, LogoResource, SearchResource
@@ -153,6 +158,8 @@ def create_app(
     middleware += [
         LimitsMiddleware(config.max_query_bytes, config.max_body_bytes),
         AuthMiddleware(TokenVerifier(config.jwt_secrets), Revocations(pool, changes)),
+        # after the token check: a caller without one learns nothing more
+        KnownParametersMiddleware(openapi.query_names(openapi.document())),
     ]
     app = App(middleware=middleware)
     media.install(app)

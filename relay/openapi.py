@@ -398,6 +398,7 @@ def _paths() -> dict:
         "/openapi.json": {
             "get": {
                 "summary": "This document",
+                "parameters": [],
                 "security": [],
                 "responses": {
                     "200": {
@@ -614,6 +615,17 @@ def head(get: dict) -> dict:
         for status, answer in get["responses"].items()
     }
     return {**get, "summary": f"{get['summary']} (headers only)", "responses": responses}
+
+
+def query_names(doc: dict) -> dict[tuple[str, str], frozenset[str]]:
+    """The query parameters each (route template, METHOD) declares: the only ones it takes."""
+    return {
+        (path, method.upper()): frozenset(
+            p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
+        )
+        for path, operations in doc["paths"].items()
+        for method, operation in operations.items()
+    }
 
 
 def document(server_url: str | None = None) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 
 from relay import openapi
@@ -24,7 +26,7 @@ DATE_PARAMS = [
     (path, p["name"])
     for path, ops in openapi.document()["paths"].items()
     if "get" in ops
-    for p in ops["get"].get("parameters", [])
+    for p in ops["get"]["parameters"]
     if p["in"] == "query" and p["name"] in ("start", "end", "date")
 ]
 # Time parameters: these parse a date-time, so any out-of-range moment is theirs to refuse.
@@ -70,3 +72,52 @@ def test_extreme_dates_and_times_are_400_naming_the_parameter(data, app, path, n
         assert f"{name} parameter" in resp.json["message"], resp.json
     else:
         assert "1999-01-04" in resp.json["message"], resp.json
+
+
+OPERATIONS = [
+    (path, method.upper(), operation)
+    for path, operations in openapi.document()["paths"].items()
+    for method, operation in operations.items()
+]
+
+
+def valid_query(operation: dict) -> dict:
+    """The operation's query parameters that are required or have an example."""
+    return {
+        p["name"]: p.get("example", "BTC")
+        for p in operation["parameters"]
+        if p["in"] == "query" and (p["required"] or "example" in p)
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "operation"), OPERATIONS, ids=[f"{m} {p}" for p, m, _ in OPERATIONS]
+)
+def test_an_unknown_query_parameter_is_400_naming_it(app, path, method, operation):
+    url = path.replace("{symbol}", "BTC")
+    headers = bearer("relay:in", "relay:out", "relay:metrics")
+    query = valid_query(operation)
+    resp = app.request(
+        f"{url}?{urlencode({**query, 'junk': '1'})}", method=method, headers=headers,
+        expect_errors=True,
+    )  # fmt: skip
+    assert resp.status_int == 400, resp
+    if method != "HEAD":
+        assert resp.json["message"] == "Bad Request: unknown parameter 'junk'"
+    if method in ("GET", "HEAD") and "relay-in" not in path:  # reads: without junk, no 400
+        resp = app.request(f"{url}?{urlencode(query)}", method=method, headers=headers,
+                           expect_errors=True)  # fmt: skip
+        assert resp.status_int != 400, resp
+
+
+def test_declared_names_pass_and_the_check_runs_after_the_token_check(app):
+    headers = bearer("relay:out")
+    records = f"{API}/relay-out/records"
+    app.get(records, {"symbol": "BTC", "limit": "5"}, headers=headers, status=404)
+    resp = app.get(records, {"symbol": "BTC", "Limit": "5"}, headers=headers, status=400)
+    assert resp.json["message"] == "Bad Request: unknown parameter 'Limit'"
+    # the original route names its symbol Symbol; symbol is not one of its parameters
+    resp = app.get(f"{API}/relay-out", {"symbol": "BTC"}, headers=headers, status=400)
+    assert resp.json["message"] == "Bad Request: unknown parameter 'symbol'"
+    app.get(records, {"symbol": "BTC", "junk": "1"}, status=401)
+    assert app.get("/static/app.js?v=0ld").headers["Cache-Control"] == "no-cache"  # sinks: own
