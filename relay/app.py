@@ -61,6 +61,8 @@ class App(falcon.App):
     body's length) and no body. Done as routes are added, so none can forget it.
     """
 
+    answer_cache: AnswerCache | None = None  # this worker's, for operators and tests
+
     def add_route(self, uri_template: str, resource: object, **kwargs) -> None:
         suffix = kwargs.get("suffix")
         get, head = (
@@ -88,7 +90,9 @@ def create_app(
     With ``changes`` (a started listener) answers are cached until the data
     they come from changes; without it every answer is read afresh.
     """
-    cache = AnswerCache(changes if config.answer_cache else None)
+    cache = AnswerCache(
+        changes if config.answer_cache else None, max_bytes=config.answer_cache_mb << 20
+    )
     metrics = metrics or Metrics(multiprocess_dir=config.metrics_dir)
     session = session or requests.Session()
 
@@ -162,6 +166,7 @@ def create_app(
         KnownParametersMiddleware(openapi.query_names(openapi.document())),
     ]
     app = App(middleware=middleware)
+    app.answer_cache = cache
     media.install(app)
     errors.install(app)
 

@@ -9,7 +9,7 @@ import falcon
 from relay import caching, params
 from relay.changes import AnswerCache
 from relay.coins import Coins
-from relay.errors import BadRequest, envelope
+from relay.errors import BadRequest
 from relay.store.coins import DASHBOARD_ORDER
 
 _SYMBOL = re.compile(r"^[A-Za-z0-9$._-]{1,50}$")
@@ -45,17 +45,20 @@ class DashboardResource:
             raise BadRequest("Bad Request: order_type parameter must be asc or desc")
         limit = params.integer(req, "limit", default=100, low=1, high=5000)
         offset = params.integer(req, "offset", default=0, low=0, high=1_000_000)
-        data = self._cache.get(
+        descending = order_type == "desc"
+        # The store matches symbols without case and in no order.
+        wanted = tuple(sorted({s.upper() for s in symbols})) if symbols else None
+        body = self._cache.get(
             "coins",
-            (req.path, req.query_string),
-            lambda: self._coins.dashboard(
-                day, symbols, order_by, order_type == "desc", limit, offset
+            ("dashboard", day, wanted, order_by, descending, limit, offset),
+            lambda: caching.ok_body(
+                self._coins.dashboard(day, symbols, order_by, descending, limit, offset)
             ),
         )
-        if data is None:
+        if body is None:
             resp.status = falcon.HTTP_204
             return
-        resp.media = envelope(200, "OK", data)
+        caching.send_body(resp, body)
 
 
 class SearchResource:
@@ -68,14 +71,16 @@ class SearchResource:
         self._cache = cache
 
     def on_get(self, req, resp):
-        text = params.text(req, "name", required=True)
-        results = self._cache.get(
-            "coins", (req.path, req.query_string), lambda: self._coins.search(text)
-        )
-        if not results:
+        text = params.text(req, "name", required=True).lower()  # the store matches without case
+        body = self._cache.get("coins", ("search", text), lambda: self._search(text))
+        if body is None:
             resp.status = falcon.HTTP_204
             return
-        resp.media = envelope(200, "OK", {"results": results})
+        caching.send_body(resp, body)
+
+    def _search(self, text: str) -> bytes | None:
+        results = self._coins.search(text)
+        return caching.ok_body({"results": results} if results else None)
 
 
 class LogoResource:
