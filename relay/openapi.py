@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.coins import SYMBOL as COIN_SYMBOL
 from relay.markets import INTERVALS
 from relay.params import RANGE_TEXT
 from relay.store.coins import DASHBOARD_ORDER
@@ -520,7 +521,7 @@ def _paths() -> dict:
                 [
                     param(
                         "symbol",
-                        {"type": "string", "pattern": "^[A-Za-z0-9$._-]{1,50}$"},
+                        {"type": "string", "pattern": COIN_SYMBOL.pattern},
                         required=True,
                         where="path",
                     )

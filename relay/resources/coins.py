@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 import falcon
 
 from relay import caching, params
 from relay.changes import AnswerCache
-from relay.coins import Coins
+from relay.coins import SYMBOL, Coins, servable
 from relay.errors import BadRequest
 from relay.store.coins import DASHBOARD_ORDER
 
-_SYMBOL = re.compile(r"^[A-Za-z0-9$._-]{1,50}$")
 MAX_IDS = 200
 
 
@@ -30,7 +27,7 @@ class DashboardResource:
         symbols = None
         if ids.lower() != "all":
             symbols = [s.strip() for s in ids.split(",") if s.strip()]
-            if not symbols or len(symbols) > MAX_IDS or not all(_SYMBOL.match(s) for s in symbols):
+            if not symbols or len(symbols) > MAX_IDS or not all(SYMBOL.match(s) for s in symbols):
                 raise BadRequest(
                     "Bad Request: id parameter must be all or a comma-separated list of symbols"
                 )
@@ -92,7 +89,7 @@ class LogoResource:
         self._coins = coins
 
     def on_get(self, req, resp, symbol):
-        if not _SYMBOL.match(symbol):
+        if not servable(symbol):
             raise BadRequest("Bad Request: symbol is not a valid symbol")
         content_type, data, _ = self._coins.logo(symbol)
         caching.send(
