@@ -17,14 +17,19 @@ from datetime import datetime, timedelta
 import falcon
 from psycopg_pool import ConnectionPool
 
-from relay import db, errors, media
+from relay import db, errors, media, openapi
 from relay.auth import AuthMiddleware, Revocations, TokenVerifier
 from relay.changes import AnswerCache, Changes
 from relay.coins import Coins
 from relay.config import Config
 from relay.fx import FX
 from relay.ingest import BinanceRelayIn, CMCRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
-from relay.middleware import LimitsMiddleware, RequestIdMiddleware
+from relay.middleware import (
+    KnownParametersMiddleware,
+    LimitsMiddleware,
+    PrivateAnswersMiddleware,
+    RequestIdMiddleware,
+)
 from relay.observe import Metrics, MetricsResource, ObserveMiddleware, configure_logging
 from relay.resources import docs, web
 from relay.resources.coins import DashboardResource, LogoResource, SearchResource
@@ -48,6 +53,25 @@ log = logging.getLogger(__name__)
 API = "/relay-api/v1"
 
 
+class App(falcon.App):
+    """A Falcon app whose every GET route answers HEAD too (uptime monitors use HEAD).
+
+    HEAD runs the GET responder; Falcon sends its status and headers (with the
+    body's length) and no body. Done as routes are added, so none can forget it.
+    """
+
+    answer_cache: AnswerCache | None = None  # this worker's, for operators and tests
+
+    def add_route(self, uri_template: str, resource: object, **kwargs) -> None:
+        suffix = kwargs.get("suffix")
+        get, head = (
+            ("on_get", "on_head") if not suffix else (f"on_get_{suffix}", f"on_head_{suffix}")
+        )
+        if hasattr(resource, get) and not hasattr(resource, head):
+            setattr(resource, head, getattr(resource, get))
+        super().add_route(uri_template, resource, **kwargs)
+
+
 def create_app(
     config: Config,
     pool: ConnectionPool,
@@ -64,7 +88,9 @@ def create_app(
     With ``changes`` (a started listener) answers are cached until the data
     they come from changes; without it every answer is read afresh.
     """
-    cache = AnswerCache(changes if config.answer_cache else None)
+    cache = AnswerCache(
+        changes if config.answer_cache else None, max_bytes=config.answer_cache_mb << 20
+    )
     metrics = metrics or Metrics(multiprocess_dir=config.metrics_dir)
     session = new_session()  # one connection pool for every upstream
 
@@ -125,7 +151,11 @@ def create_app(
     coins = Coins(pool)
     fx = FX(pool, now, cache)
 
-    middleware: list = [RequestIdMiddleware(), ObserveMiddleware(metrics, pool)]
+    middleware: list = [
+        RequestIdMiddleware(),
+        ObserveMiddleware(metrics, pool),
+        PrivateAnswersMiddleware(),
+    ]
     if config.cors_origins:
         # The frontend runs on another origin; preflights pass before auth.
         middleware.append(
@@ -136,8 +166,11 @@ def create_app(
     middleware += [
         LimitsMiddleware(config.max_query_bytes, config.max_body_bytes),
         AuthMiddleware(TokenVerifier(config.jwt_secrets), Revocations(pool, changes)),
+        # after the token check: a caller without one learns nothing more
+        KnownParametersMiddleware(openapi.query_names(openapi.document())),
     ]
-    app = falcon.App(middleware=middleware)
+    app = App(middleware=middleware)
+    app.answer_cache = cache
     media.install(app)
     errors.install(app)
 

@@ -7,6 +7,7 @@ import hashlib
 import falcon
 
 from relay import media
+from relay.errors import envelope
 
 
 def _tags(header: str | None) -> set[str]:
@@ -49,3 +50,17 @@ def send_json(req, resp, envelope: dict, *, cache_control: str) -> None:
         content_type=falcon.MEDIA_JSON,
         cache_control=cache_control,
     )
+
+
+def ok_body(data) -> bytes | None:
+    """``data`` in the 200 envelope, serialized once: what the answer cache keeps.
+
+    None stays None (the route answers 204 or 404 for it).
+    """
+    return None if data is None else media.dumps(envelope(200, "OK", data))
+
+
+def send_body(resp: falcon.Response, body: bytes) -> None:
+    """Send a body made by ok_body."""
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = body

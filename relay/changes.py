@@ -24,6 +24,8 @@ from typing import Any
 
 import psycopg
 
+from relay import media
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "relay_changes"
@@ -144,13 +146,29 @@ class Changes:
 
 
 class AnswerCache:
-    """Serialized answers by (concern, key), valid while the concern's generation holds."""
+    """Answers by (concern, key), valid while the concern's generation holds.
 
-    def __init__(self, changes: Changes | None, max_entries: int = 2048):
+    Keys are what the request means (parsed parameters), never its raw text.
+    Memory is bounded in bytes: each entry is charged its size (bytes as they
+    are, anything else as its JSON) plus its key's, the least recently used go
+    first, and an answer larger than 1/LARGEST_SHARE of the budget is served
+    but not kept.
+    """
+
+    LARGEST_SHARE = 8
+
+    def __init__(self, changes: Changes | None, max_bytes: int = 32 << 20, max_entries: int = 2048):
         self.changes = changes
+        self.max_bytes = max_bytes
         self.max_entries = max_entries
-        self._entries: collections.OrderedDict[tuple, tuple[int, Any]] = collections.OrderedDict()
+        self.bytes = 0  # the sizes of the entries held, as charged
+        self._entries: collections.OrderedDict[tuple, tuple[int, Any, int]] = (
+            collections.OrderedDict()
+        )
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, concern: str, key: tuple, compute: Callable[[], Any]) -> Any:
         generation = self.changes.generation(concern) if self.changes else None
@@ -164,9 +182,21 @@ class AnswerCache:
         value = compute()
         # Keep it only if nothing changed while it was computed.
         if self.changes.generation(concern) == generation:
-            with self._lock:
-                self._entries[(concern, key)] = (generation, value)
-                self._entries.move_to_end((concern, key))
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
+            self._keep((concern, key), generation, value)
         return value
+
+    def _keep(self, key: tuple, generation: int, value: Any) -> None:
+        size = len(repr(key)) + (
+            len(value) if isinstance(value, bytes) else len(media.dumps(value))
+        )
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[2]
+            if size > self.max_bytes // self.LARGEST_SHARE:
+                return
+            self._entries[key] = (generation, value, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes or len(self._entries) > self.max_entries:
+                _, (_, _, freed) = self._entries.popitem(last=False)
+                self.bytes -= freed

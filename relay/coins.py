@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date
+from urllib.parse import quote
 
 from psycopg_pool import ConnectionPool
 
@@ -13,10 +15,24 @@ from relay.store import coins as coin_store
 
 SEARCH_LIMIT = 20
 LOGO_ROUTE = "/relay-api/v1/relay-out/assets/{symbol}/logo"
+# The symbols the logo route (and a dashboard's id list) take.
+SYMBOL = re.compile(r"^[A-Za-z0-9$._-]{1,50}$")
+
+
+def servable(symbol: str) -> bool:
+    """Whether the logo route can be asked for ``symbol`` (URLs resolve . and .. away)."""
+    return bool(SYMBOL.match(symbol)) and symbol not in (".", "..")
 
 
 def logo_url(symbol: str, has_logo: bool) -> str | None:
-    return LOGO_ROUTE.format(symbol=symbol) if has_logo else None
+    """The logo's path, its segment percent-encoded; None when there is none to ask for.
+
+    Symbols come from upstream: one such as ``../../relay-in?x=`` must never
+    become a path that leads anywhere but the logo route.
+    """
+    if not has_logo or not servable(symbol):
+        return None
+    return LOGO_ROUTE.format(symbol=quote(symbol, safe=""))
 
 
 class Coins:

@@ -47,6 +47,8 @@ class Config:
     )
     upstream_timeout_s: float = 10.0
     answer_cache: bool = True
+    # each worker's answer cache holds at most this many MiB of serialized answers
+    answer_cache_mb: int = 32
     # where gunicorn workers share metric values (set by gunicorn.conf.py); None: in-process
     metrics_dir: str | None = None
     cors_origins: tuple[str, ...] = ()
@@ -102,6 +104,7 @@ class Config:
             ),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             answer_cache=_flag(env, "RELAY_ANSWER_CACHE", cls.answer_cache),
+            answer_cache_mb=_int(env, "RELAY_ANSWER_CACHE_MB", cls.answer_cache_mb, 1, 4096),
             cors_origins=_list(env, "RELAY_CORS_ORIGINS", cls.cors_origins),
             max_query_bytes=_int(env, "RELAY_MAX_QUERY_BYTES", cls.max_query_bytes, 256, 1 << 20),
             max_body_bytes=_int(env, "RELAY_MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 26),

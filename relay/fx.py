@@ -23,7 +23,7 @@ MAX_SERIES_DAYS = 366
 _CONTEXT = decimal.Context(prec=50, rounding=decimal.ROUND_HALF_EVEN)
 _CROSS = decimal.Context(prec=10, rounding=decimal.ROUND_HALF_EVEN)
 RESULT = Decimal("0.000001")
-IMMUTABLE = "public, max-age=31536000, immutable"
+IMMUTABLE = "private, max-age=31536000, immutable"  # a token is needed: no shared cache
 _CET = ZoneInfo("Europe/Berlin")
 PUBLICATION = time(16, 0)  # around 16:00 CET each business day
 
@@ -87,7 +87,7 @@ class FX:
         if on is not None and on <= newest:
             return IMMUTABLE
         seconds = int((next_publication(self.now()) - self.now()).total_seconds())
-        return f"public, max-age={max(60, seconds)}"
+        return f"private, max-age={max(60, seconds)}"
 
     def _published(self, on: date | None, currencies: tuple[str, ...]) -> tuple:
         """The day a date means, its rates per EUR (EUR included), and the newest day."""

@@ -6,7 +6,7 @@ import random
 import re
 import uuid
 
-from relay.errors import PayloadTooLarge, URITooLong
+from relay.errors import BadRequest, PayloadTooLarge, URITooLong
 
 # A client's id is echoed only when it is short and plain, never arbitrary bytes.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -52,3 +52,51 @@ class LimitsMiddleware:
             raise PayloadTooLarge(
                 f"Content Too Large: the body exceeds {self.max_body_bytes} bytes"
             )
+
+
+class PrivateAnswersMiddleware:
+    """An answer that needed a token is the caller's own: no shared cache may keep it.
+
+    For every resource that declares a scope, ``public`` in Cache-Control becomes
+    ``private`` and ``Vary: Authorization`` is added, whatever the responder set;
+    so no route can forget it. Public routes and sinks are left as they are.
+    """
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        if resource is None or getattr(resource, "auth_scope", "undeclared") is None:
+            return
+        cache_control = resp.get_header("Cache-Control")
+        if cache_control:
+            directives = [d.strip() for d in cache_control.split(",") if d.strip()]
+            directives = [d for d in directives if d.lower() not in ("public", "private")]
+            if not any(d.lower() == "no-store" for d in directives):
+                directives.insert(0, "private")
+            resp.set_header("Cache-Control", ", ".join(directives))
+        vary = [v.strip() for v in (resp.get_header("Vary") or "").split(",") if v.strip()]
+        if not any(v.lower() in ("authorization", "*") for v in vary):
+            resp.set_header("Vary", ", ".join([*vary, "Authorization"]))
+
+
+class KnownParametersMiddleware:
+    """Refuse (400) a query parameter the route does not declare, naming it.
+
+    ``declared`` maps (route template, METHOD) to its parameter names, read
+    from the OpenAPI document, so a route's parameters are written once. An
+    unknown name is a typo the client should hear of, and it would otherwise
+    make a new answer to compute and cache. Sinks and undeclared methods
+    (answered 405) are left to their responders.
+    """
+
+    MAX_NAME_SHOWN = 50
+
+    def __init__(self, declared: dict[tuple[str, str], frozenset[str]]):
+        self.declared = declared
+
+    def process_resource(self, req, resp, resource, params):
+        allowed = self.declared.get((req.uri_template, req.method))
+        if allowed is None:
+            return
+        unknown = sorted(name for name in req.params if name not in allowed)
+        if unknown:
+            name = unknown[0][: self.MAX_NAME_SHOWN]
+            raise BadRequest(f"Bad Request: unknown parameter {name!r}")

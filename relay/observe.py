@@ -26,6 +26,24 @@ from prometheus_client import (
 
 log = logging.getLogger("relay.access")
 
+# Label values come from fixed sets only: a client inventing methods, paths or
+# statuses must not grow the metrics (every label set is a series for ever).
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+STATUSES = frozenset(
+    (200, 201, 204, 206, 304, 400, 401, 403, 404, 405, 409, 413, 414, 415, 416, 422, 429,
+     500, 502, 503, 504)
+)  # fmt: skip
+OTHER = "other"
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    return str(status) if status in STATUSES else OTHER
+
+
 # Fields a log record may carry as ``extra``; everything else stays out of the line.
 LOG_FIELDS = (
     "request_id", "method", "route", "status", "duration_ms", "sub",
@@ -131,23 +149,24 @@ class ObserveMiddleware:
             return
         finished = time.perf_counter()
         elapsed = finished - started
-        # Sinks (static files) have no template; they name their own route.
+        # A template, or the fixed label a sink (static files) names itself with.
         route = req.uri_template or getattr(req.context, "route", None) or "unmatched"
         status = resp.status_code
-        self.metrics.requests.labels(route, req.method, str(status)).inc()
-        self.metrics.latency.labels(route, req.method).observe(elapsed)
+        method = method_label(req.method)
+        self.metrics.requests.labels(route, method, status_label(status)).inc()
+        self.metrics.latency.labels(route, method).observe(elapsed)
         if finished >= self._next_pool_sample:
             self.metrics.observe_pool(self.pool)
             self._next_pool_sample = finished + self.POOL_SAMPLE_S
         principal = getattr(req.context, "principal", None)
         log.info(
             "%s %s %d",
-            req.method,
+            method,
             route,
             status,
             extra={
                 "request_id": getattr(req.context, "request_id", None),
-                "method": req.method,
+                "method": method,
                 "route": route,
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 3),

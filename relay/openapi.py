@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.coins import SYMBOL as COIN_SYMBOL
 from relay.markets import INTERVALS
+from relay.params import RANGE_TEXT
 from relay.store.coins import DASHBOARD_ORDER
 
 API = "/relay-api/v1"
@@ -319,13 +321,19 @@ RELAY_IN_ERRORS = (404, 409, 502, 504)
 CACHED = {
     "headers": {
         "ETag": {"schema": {"type": "string"}},
-        "Cache-Control": {"schema": {"type": "string"}},
+        # private: the answer needed a token, so no shared cache may keep it
+        "Cache-Control": {"schema": {"type": "string", "pattern": "^private, "}},
+        "Vary": {"schema": {"type": "string", "pattern": "Authorization"}},
     }
 }
 NOT_MODIFIED = {"description": "The client's copy (If-None-Match) is current"}
 START_END = [
-    param("start", TEXT, description="ISO 8601 date or date-time, inclusive (UTC if no offset)"),
-    param("end", TEXT, description="ISO 8601 date or date-time, exclusive"),
+    param(
+        "start",
+        TEXT,
+        description=f"ISO 8601 date or date-time, inclusive (UTC if no offset), {RANGE_TEXT}",
+    ),
+    param("end", TEXT, description=f"ISO 8601 date or date-time, exclusive, {RANGE_TEXT}"),
 ]
 SYMBOLS_BODY = {
     "required": False,
@@ -391,6 +399,7 @@ def _paths() -> dict:
         "/openapi.json": {
             "get": {
                 "summary": "This document",
+                "parameters": [],
                 "security": [],
                 "responses": {
                     "200": {
@@ -486,7 +495,7 @@ def _paths() -> dict:
                 "relay:out",
                 [
                     param("id", TEXT, description="all, or comma-separated symbols", example="all"),
-                    param("date", DATE),
+                    param("date", DATE, description=f"default: the latest day held; {RANGE_TEXT}"),
                     param("order_by", {"type": "string", "enum": list(DASHBOARD_ORDER)}),
                     param("order_type", {"type": "string", "enum": ["asc", "desc"]}),
                     param(
@@ -512,7 +521,7 @@ def _paths() -> dict:
                 [
                     param(
                         "symbol",
-                        {"type": "string", "pattern": "^[A-Za-z0-9$._-]{1,50}$"},
+                        {"type": "string", "pattern": COIN_SYMBOL.pattern},
                         required=True,
                         where="path",
                     )
@@ -590,7 +599,34 @@ def _paths() -> dict:
                 body=SYMBOLS_BODY,
             )
         }
+    for operations in paths.values():
+        if "get" in operations:
+            operations["head"] = head(operations["get"])
     return paths
+
+
+def head(get: dict) -> dict:
+    """HEAD of a GET route: the same parameters, statuses and headers, never a body."""
+    responses = {
+        status: (
+            {"description": ERROR_TEXT[int(status)]}
+            if "$ref" in answer
+            else {k: v for k, v in answer.items() if k != "content"}
+        )
+        for status, answer in get["responses"].items()
+    }
+    return {**get, "summary": f"{get['summary']} (headers only)", "responses": responses}
+
+
+def query_names(doc: dict) -> dict[tuple[str, str], frozenset[str]]:
+    """The query parameters each (route template, METHOD) declares: the only ones it takes."""
+    return {
+        (path, method.upper()): frozenset(
+            p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
+        )
+        for path, operations in doc["paths"].items()
+        for method, operation in operations.items()
+    }
 
 
 def document(server_url: str | None = None) -> dict:

@@ -10,6 +10,12 @@ import falcon
 from relay.errors import BadRequest
 
 MAX_PARAM_LENGTH = 200
+# Dates and times must fall in [EARLIEST, LATEST): far enough from the ends of
+# datetime's range that later arithmetic (a default start 500 days before the
+# end, a day after the last) cannot overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+RANGE_TEXT = f"from {EARLIEST.date().isoformat()} up to (not including) {LATEST.date().isoformat()}"
 # NUL cannot be stored or compared by PostgreSQL, and no parameter needs control characters.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -58,11 +64,32 @@ def timestamp(req: falcon.Request, name: str) -> datetime | None:
             when = datetime.combine(date.fromisoformat(raw), time(), UTC)
         else:
             when = datetime.fromisoformat(raw)
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     except ValueError:
         raise BadRequest(
             f"Bad Request: {name} parameter must be an ISO 8601 date or date-time"
         ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is a moment before year 1
+        when = None
+    return _in_range(when, name)
+
+
+def day(req: falcon.Request, name: str) -> date | None:
+    """Parse a date (YYYY-MM-DD)."""
+    raw = text(req, name)
+    if raw is None:
+        return None
+    try:
+        on = date.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"Bad Request: {name} parameter must be a date (YYYY-MM-DD)") from None
+    return _in_range(datetime.combine(on, time(), UTC), name).date()
+
+
+def _in_range(when: datetime | None, name: str) -> datetime:
+    if when is None or not EARLIEST <= when < LATEST:
+        raise BadRequest(f"Bad Request: {name} parameter must be {RANGE_TEXT}")
+    return when
 
 
 def time_range(req: falcon.Request) -> tuple[datetime | None, datetime | None]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 
+import falcon.inspect
 import pytest
+
+from relay.resources import web
+from tests.conftest import bearer
 
 
 class Boom:
@@ -70,3 +74,34 @@ def test_docs_page_and_its_assets_are_served_by_the_app(app):
     assert app.get("/docs/static/swagger-ui.css").content_type == "text/css"
     app.get("/docs/static/..%2F..%2F__init__.py", status=404)
     app.get("/docs/static/missing.js", status=404)
+
+
+# Headers a HEAD must answer exactly as GET does (the request id, dates and the
+# length of a body that changes between calls, /metrics', may differ).
+SAME_HEADERS = ("Content-Type", "Cache-Control", "ETag", "Vary", "Allow", "WWW-Authenticate",
+                "Content-Security-Policy", "X-Content-Type-Options")  # fmt: skip
+
+
+def test_head_answers_every_get_route_as_get_does_without_the_body(app):
+    info = falcon.inspect.inspect_app(app.app)
+    paths = [
+        route.path.replace("{symbol}", "BTC")
+        for route in info.routes
+        if any(m.method == "GET" for m in route.methods)
+    ]
+    version = web.fingerprint(web.WEB / "app.js")
+    sink_files = {"/static/": f"/static/app.js?v={version}", "/docs/static/": "/docs/static/x.js"}
+    assert {sink.prefix for sink in info.sinks} == set(sink_files)  # a new sink: name a file
+    paths += [*sink_files.values(), "/docs/static/swagger-ui.css", "/nowhere"]
+    assert {"/", "/health", "/openapi.json", "/docs", "/metrics"} <= set(paths)
+    headers = bearer("relay:in", "relay:out", "relay:metrics")
+    ok = 0
+    for path in paths:
+        got = app.get(path, headers=headers, expect_errors=True)
+        head = app.head(path, headers=headers, expect_errors=True)
+        assert head.status_int == got.status_int, (path, got, head)
+        assert head.body == b"", path
+        for name in SAME_HEADERS:
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+        ok += got.status_int == 200
+    assert ok >= 9  # the public pages, the document, /metrics, the static files, lists

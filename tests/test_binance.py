@@ -311,9 +311,15 @@ def test_bad_input_is_400_naming_the_parameter(
     assert named in resp.json["message"]
 
 
-@pytest.mark.parametrize("route", ["price", "profit", "candles"])
-def test_unknown_symbol_is_404(app, out_headers, route):
-    query = {"currency": "DOGEUSDT", "symbol": "DOGEUSDT", "value": "10"}
+@pytest.mark.parametrize(
+    ("route", "query"),
+    [
+        ("price", {"currency": "DOGEUSDT"}),
+        ("profit", {"currency": "DOGEUSDT", "value": "10"}),
+        ("candles", {"symbol": "DOGEUSDT"}),
+    ],
+)
+def test_unknown_symbol_is_404(app, out_headers, route, query):
     resp = app.get(f"{OUT}/{route}", query, headers=out_headers, status=404)
     assert resp.json["message"] == "Not Found: no data for symbol DOGEUSDT"
 

@@ -110,3 +110,73 @@ def test_without_a_listener_nothing_is_cached(
     assert eventually(lambda: price(reader, out_headers) == 404)
     assert listener.wait_live(5)
     assert price(reader, out_headers) == 404
+
+
+# -- the answer cache's bounds ----------------------------------------------------------------
+
+RECORDS = "/relay-api/v1/relay-out/records"
+
+
+@pytest.fixture
+def trades(conn):
+    """1000 CoinAPI trades of BTC, each record about 190 bytes of JSON."""
+    conn.execute("INSERT INTO symbol (symbol_id) VALUES ('BITSTAMP_SPOT_BTC_USD')")
+    conn.execute(
+        "INSERT INTO symbol_data SELECT gen_random_uuid(), 1, t, t, 7000, 1, 'BUY' "
+        "FROM generate_series(timestamptz '2020-01-01', timestamptz '2020-01-01 00:16:39', "
+        "interval '1 s') AS t"
+    )
+
+
+def behind_the_relays_back(conn) -> None:
+    """Change every price without a NOTIFY: only an answer read afresh shows it."""
+    conn.execute("UPDATE symbol_data SET price = price + 1")
+
+
+def first_price(app, headers, query) -> str:
+    return app.get(RECORDS, query, headers=headers).json["data"]["records"][0]["price"]
+
+
+def test_answers_are_cached_by_what_the_parameters_mean(
+    make_app, config, listener, trades, conn, out_headers
+):
+    app = make_app(config, changes=listener)
+    assert first_price(app, out_headers, "symbol=BTC&limit=10") == "7000"
+    behind_the_relays_back(conn)
+    # The same question, spelled otherwise: the same cached answer.
+    assert first_price(app, out_headers, "limit=010&symbol=btc") == "7000"
+    assert first_price(app, out_headers, "symbol=BITSTAMP_SPOT_BTC_USD&limit=10") == "7000"
+    assert first_price(app, out_headers, "symbol=BTC&limit=11") == "7001"  # another question
+
+
+def test_the_answer_cache_keeps_to_its_byte_budget_and_still_serves_hits(
+    make_app, config, listener, trades, conn, out_headers
+):
+    app = make_app(config.replace(answer_cache_mb=1), changes=listener)
+    cache = app.app.answer_cache
+    assert cache.max_bytes == 1 << 20
+    for n in range(50):  # unknown parameters are refused before anything is computed
+        app.get(RECORDS, {"symbol": "BTC", "junk": n}, headers=out_headers, status=400)
+    assert cache.bytes == 0 and len(cache) == 0
+
+    sizes = []
+    for limit in range(100, 400):  # about 14 MB of answers, 19 to 76 KB each
+        sizes.append(
+            len(app.get(RECORDS, {"symbol": "BTC", "limit": limit}, headers=out_headers).body)
+        )
+    assert sum(sizes) > 10 * cache.max_bytes
+    assert 0.5 * cache.max_bytes < cache.bytes <= cache.max_bytes
+    assert 10 < len(cache) < 300  # the least recently used went first
+    assert cache.bytes >= sum(sizes[-len(cache) :])  # the newest are kept, measured in full
+
+    behind_the_relays_back(conn)
+    assert first_price(app, out_headers, {"symbol": "BTC", "limit": 399}) == "7000"  # a hit
+    assert first_price(app, out_headers, {"symbol": "BTC", "limit": 100}) == "7001"  # evicted
+
+    # An answer larger than an eighth of the budget is served but not kept.
+    before = cache.bytes
+    big = app.get(RECORDS, {"symbol": "BTC", "limit": 1000}, headers=out_headers)
+    assert len(big.body) > cache.max_bytes / 8
+    assert cache.bytes <= before
+    behind_the_relays_back(conn)
+    assert first_price(app, out_headers, {"symbol": "BTC", "limit": 1000}) == "7002"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+import re
 import subprocess
 import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from werkzeug import Response
@@ -388,12 +390,54 @@ def test_logo_bytes_etag_and_304(listed, app, out_headers):
     resp = app.get(f"{OUT}/assets/btc/logo", headers=out_headers)
     assert resp.body == png(1)
     assert resp.content_type == "image/png"
-    assert resp.headers["Cache-Control"] == "public, max-age=86400"
+    assert resp.headers["Cache-Control"] == "private, max-age=86400"
     etag = resp.headers["ETag"]
     assert etag.startswith('"')
     again = app.get(f"{OUT}/assets/BTC/logo", headers={**out_headers, "If-None-Match": etag})
     assert again.status_int == 304 and again.body == b""
     app.get(f"{OUT}/assets/USDT/logo", headers=out_headers, status=404)
+
+
+# Symbols come from upstream: each must end in the logo route or in no logo at all.
+HOSTILE = ["../../relay-in?source=ecb&x=", "..", ".", "A$B", "a/b", "%2e%2e", "BTC#x", "é"]
+
+
+def test_logo_paths_in_answers_lead_only_to_the_logo_route(app, conn, out_headers):
+    image = png(3)
+    logo_id = conn.execute(
+        "INSERT INTO logo (sha256, content_type, data) VALUES (sha256(%s), 'image/png', %s) "
+        "RETURNING id",
+        (image, image),
+    ).fetchone()[0]
+    for rank, symbol in enumerate(HOSTILE, 1):
+        conn.execute(
+            "INSERT INTO coin (cmc_id, name, symbol, slug, rank, logo_id) "
+            "VALUES (%(rank)s, 'Trap ' || %(rank)s, %(symbol)s, 'trap', %(rank)s, %(logo)s)",
+            {"rank": rank, "symbol": symbol, "logo": logo_id},
+        )
+        conn.execute(
+            "INSERT INTO coin_daily (coin_id, day, close) VALUES (%s, '2020-06-30', 1)", (rank,)
+        )
+    rows = dashboard(app, out_headers).json["data"]["rows"]
+    hits = search(app, out_headers, "trap").json["data"]["results"]
+    assert len(rows) == len(hits) == len(HOSTILE)
+    logos = {}
+    for row in rows + hits:
+        logos.setdefault(row["symbol"], set()).add(row["logo"])
+    assert all(len(found) == 1 for found in logos.values())  # the same in both answers
+    logos = {symbol: found.pop() for symbol, found in logos.items()}
+    route = re.compile(r"^/relay-api/v1/relay-out/assets/([A-Za-z0-9%._-]+)/logo$")
+    for symbol, path in logos.items():
+        if path is None:
+            continue
+        match = route.match(path)
+        assert match and match.group(1) not in (".", ".."), path
+        assert unquote(match.group(1)) == symbol
+        resp = app.get(path, headers=out_headers)  # and it is that coin's logo
+        assert resp.body == image
+    assert logos["A$B"] == "/relay-api/v1/relay-out/assets/A%24B/logo"
+    for never in ("../../relay-in?source=ecb&x=", "..", ".", "a/b", "BTC#x"):
+        assert logos[never] is None, never
 
 
 def test_dashboard_for_5000_coins_is_served_by_indexes(conn):

@@ -20,6 +20,8 @@ def test_defaults_and_heroku_url_scheme():
     assert config.coinapi_symbol_template == "BITSTAMP_SPOT_{code}_USD"
     assert config.coinapi_backfill_hours == 24
     assert config.relay_in_budget_s == 20.0
+    assert config.answer_cache_mb == 32
+    assert Config.from_env({**GOOD, "RELAY_ANSWER_CACHE_MB": "8"}).answer_cache_mb == 8
     assert server_settings({}) == (8000, 2)
     assert server_settings({"PORT": "5000", "WEB_CONCURRENCY": "3"}) == (5000, 3)
 
@@ -34,6 +36,8 @@ def test_defaults_and_heroku_url_scheme():
         ({**GOOD, "COINAPI_BACKFILL_HOURS": "lots"}, "COINAPI_BACKFILL_HOURS"),
         ({**GOOD, "COINAPI_BACKFILL_HOURS": "0"}, "COINAPI_BACKFILL_HOURS"),
         ({**GOOD, "RELAY_IN_BUDGET_S": "-1"}, "RELAY_IN_BUDGET_S"),
+        ({**GOOD, "RELAY_ANSWER_CACHE_MB": "0"}, "RELAY_ANSWER_CACHE_MB"),
+        ({**GOOD, "RELAY_ANSWER_CACHE_MB": "lots"}, "RELAY_ANSWER_CACHE_MB"),
         ({**GOOD, "COINAPI_URL": "ftp://x"}, "COINAPI_URL"),
         ({**GOOD, "COINAPI_SYMBOL_TEMPLATE": "BITSTAMP_SPOT_BTC_USD"}, "COINAPI_SYMBOL_TEMPLATE"),
     ],

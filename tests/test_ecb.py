@@ -308,7 +308,7 @@ def test_past_dates_are_immutable_with_a_strong_etag_and_304(loaded, app, out_he
     first = get(app, "rates", query, out_headers)
     etag = first.headers["ETag"]
     assert etag.startswith('"') and not etag.startswith("W/")
-    assert first.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert first.headers["Cache-Control"] == "private, max-age=31536000, immutable"
     again = get(app, "rates", query, {**out_headers, "If-None-Match": etag}, status=304)
     assert again.body == b""
     assert again.headers["ETag"] == etag
@@ -324,4 +324,4 @@ def test_past_dates_are_immutable_with_a_strong_etag_and_304(loaded, app, out_he
 def test_latest_is_cacheable_only_until_the_next_publication(loaded, app, out_headers):
     resp = get(app, "rates", {"symbols": "USD"}, out_headers)
     # NOW is Tuesday 09:00 UTC; the next publication is 16:00 CEST = 14:00 UTC: 5 hours.
-    assert resp.headers["Cache-Control"] == "public, max-age=18000"
+    assert resp.headers["Cache-Control"] == "private, max-age=18000"

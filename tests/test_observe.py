@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
+import string
 from datetime import UTC, datetime
 
 import pytest
@@ -141,3 +143,42 @@ def test_the_pool_gauge_is_read_when_scraped(app, pool):
         held = app.get("/metrics", headers=scrape).text
     assert metric(held, "relay_db_pool_connections_in_use") == 1
     assert metric(app.get("/metrics", headers=scrape).text, "relay_db_pool_connections_in_use") == 0
+
+
+class OddStatus:
+    auth_scope = None
+
+    def on_get(self, req, resp):
+        resp.status = 299  # no status relay answers with: counted as "other"
+
+
+@pytest.mark.filterwarnings("ignore::webtest.lint.WSGIWarning")  # the invented methods
+def test_labels_come_from_fixed_sets_whatever_the_client_sends(app, log_lines):
+    app.app.add_route("/odd", OddStatus())
+    rng = random.Random(10)
+    invented = set()
+    for _ in range(500):
+        method = "".join(rng.choices(string.ascii_uppercase, k=rng.randint(3, 12)))
+        path = rng.choice(["/", "/health", "/metrics"]) + "".join(
+            rng.choices(string.ascii_letters + string.digits + "/._-", k=rng.randint(1, 30))
+        )
+        if method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+            continue
+        invented.add(method)
+        app.request(path, method=method, expect_errors=True)
+    app.get("/odd", status=299)
+    text = app.get("/metrics", headers=bearer("relay:metrics")).text
+
+    samples = [line for line in text.splitlines() if line.startswith("relay_http_requests_total{")]
+    # Every invented method is "other"; random paths match no route ("unmatched", answered
+    # 404) except those Falcon reads as /health or /metrics with a trailing part, which
+    # it also answers 404; the 299 is "other". The scrape itself is counted after it.
+    assert sorted(samples) == [
+        'relay_http_requests_total{method="GET",route="/odd",status="other"} 1.0',
+        'relay_http_requests_total{method="other",route="unmatched",status="404"} '
+        f"{len(invented)}.0",
+    ]
+    access = [json.loads(line) for line in log_lines if '"relay.access"' in line]
+    assert len(access) == len(invented) + 2  # and /odd and the scrape
+    assert {e["method"] for e in access} == {"other", "GET"}
+    assert {e["message"].split()[0] for e in access} == {"other", "GET"}

@@ -407,3 +407,34 @@ def test_the_api_docs_render_from_local_assets_only(open_page, site):
     documented = sum(len(ops) for ops in site.api_doc()["paths"].values())
     expect(operations).to_have_count(documented)
     assert asked and all(url.startswith(site.base) for url in asked), asked
+
+
+def test_the_page_follows_only_paths_under_its_api_prefix(open_page, site):
+    page = open_page(site)
+    links = [
+        "/relay-api/v1/relay-out/assets/BTC/logo",
+        "/relay-api/v1/relay-out/assets/A%24B/logo",
+        "/relay-api/v1/relay-out/assets/../../relay-in?source=ecb&x=/logo",
+        "/relay-api/v1/relay-out/assets/%2e%2e/%2E%2E/relay-in/logo",
+        "/relay-api/v1/relay-out/assets/BTC/logo?x=1",
+        "/relay-api/v1/relay-out/assets/BTC\\..\\..\\relay-in/logo",
+        "//evil.example/relay-api/v1/relay-out/assets/BTC/logo",
+        "https://evil.example/relay-api/v1/relay-out/assets/BTC/logo",
+        "relay-api/v1/relay-out/assets/BTC/logo",
+        "/metrics",
+        "/relay-api/v10/x",
+        "",
+        None,
+    ]
+    urls = page.evaluate(
+        """async ([links, routes]) => {
+            const m = await import(document.querySelector("script[type=module]").src);
+            return [links.map((path) => m.linkURL(path)?.href ?? null),
+                    routes.map((name) => m.routeURL(name).href)];
+        }""",
+        [links, ["dashboard", "../../relay-in?source=ecb"]],
+    )
+    api = site.base + "/relay-api/v1/relay-out"
+    assert urls[0] == [f"{api}/assets/BTC/logo", f"{api}/assets/A%24B/logo", *[None] * 11]
+    # a route name the page builds is one segment, percent-encoded
+    assert urls[1] == [f"{api}/dashboard", f"{api}/..%2F..%2Frelay-in%3Fsource%3Decb"]

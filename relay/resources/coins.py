@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
-
 import falcon
 
 from relay import caching, params
 from relay.changes import AnswerCache
-from relay.coins import Coins
-from relay.errors import BadRequest, envelope
+from relay.coins import SYMBOL, Coins, servable
+from relay.errors import BadRequest
 from relay.store.coins import DASHBOARD_ORDER
 
-_SYMBOL = re.compile(r"^[A-Za-z0-9$._-]{1,50}$")
 MAX_IDS = 200
 
 
@@ -31,15 +27,11 @@ class DashboardResource:
         symbols = None
         if ids.lower() != "all":
             symbols = [s.strip() for s in ids.split(",") if s.strip()]
-            if not symbols or len(symbols) > MAX_IDS or not all(_SYMBOL.match(s) for s in symbols):
+            if not symbols or len(symbols) > MAX_IDS or not all(SYMBOL.match(s) for s in symbols):
                 raise BadRequest(
                     "Bad Request: id parameter must be all or a comma-separated list of symbols"
                 )
-        raw_day = params.text(req, "date")
-        try:
-            day = date.fromisoformat(raw_day) if raw_day else None
-        except ValueError:
-            raise BadRequest("Bad Request: date parameter must be a date (YYYY-MM-DD)") from None
+        day = params.day(req, "date")
         order_by = params.text(req, "order_by") or "market_cap"
         if order_by not in DASHBOARD_ORDER:
             raise BadRequest(
@@ -50,17 +42,20 @@ class DashboardResource:
             raise BadRequest("Bad Request: order_type parameter must be asc or desc")
         limit = params.integer(req, "limit", default=100, low=1, high=5000)
         offset = params.integer(req, "offset", default=0, low=0, high=1_000_000)
-        data = self._cache.get(
+        descending = order_type == "desc"
+        # The store matches symbols without case and in no order.
+        wanted = tuple(sorted({s.upper() for s in symbols})) if symbols else None
+        body = self._cache.get(
             "coins",
-            (req.path, req.query_string),
-            lambda: self._coins.dashboard(
-                day, symbols, order_by, order_type == "desc", limit, offset
+            ("dashboard", day, wanted, order_by, descending, limit, offset),
+            lambda: caching.ok_body(
+                self._coins.dashboard(day, symbols, order_by, descending, limit, offset)
             ),
         )
-        if data is None:
+        if body is None:
             resp.status = falcon.HTTP_204
             return
-        resp.media = envelope(200, "OK", data)
+        caching.send_body(resp, body)
 
 
 class SearchResource:
@@ -73,18 +68,20 @@ class SearchResource:
         self._cache = cache
 
     def on_get(self, req, resp):
-        text = params.text(req, "name", required=True)
-        results = self._cache.get(
-            "coins", (req.path, req.query_string), lambda: self._coins.search(text)
-        )
-        if not results:
+        text = params.text(req, "name", required=True).lower()  # the store matches without case
+        body = self._cache.get("coins", ("search", text), lambda: self._search(text))
+        if body is None:
             resp.status = falcon.HTTP_204
             return
-        resp.media = envelope(200, "OK", {"results": results})
+        caching.send_body(resp, body)
+
+    def _search(self, text: str) -> bytes | None:
+        results = self._coins.search(text)
+        return caching.ok_body({"results": results} if results else None)
 
 
 class LogoResource:
-    """GET /relay-out/assets/{symbol}/logo: the image, cacheable for a day."""
+    """GET /relay-out/assets/{symbol}/logo: the image, cacheable for a day by the caller."""
 
     auth_scope = "relay:out"
 
@@ -92,9 +89,9 @@ class LogoResource:
         self._coins = coins
 
     def on_get(self, req, resp, symbol):
-        if not _SYMBOL.match(symbol):
+        if not servable(symbol):
             raise BadRequest("Bad Request: symbol is not a valid symbol")
         content_type, data, _ = self._coins.logo(symbol)
         caching.send(
-            req, resp, data, content_type=content_type, cache_control="public, max-age=86400"
+            req, resp, data, content_type=content_type, cache_control="private, max-age=86400"
         )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from relay import markets, params
+from relay import caching, markets, params
 from relay.changes import AnswerCache
-from relay.errors import BadRequest, envelope
+from relay.errors import BadRequest
 from relay.sources.binance import resolve_symbol
 
 MAX_VALUE = Decimal("1e15")
@@ -48,16 +48,16 @@ class _MarketResource:
         self._pool = pool
         self._cache = cache
 
-    def _answer(self, req, resp, compute) -> None:
-        data = self._cache.get("candles", (req.path, req.query_string), compute)
-        resp.media = envelope(200, "OK", data)
+    def _answer(self, resp, key: tuple, compute) -> None:
+        body = self._cache.get("candles", key, lambda: caching.ok_body(compute()))
+        caching.send_body(resp, body)
 
 
 class SymbolsResource(_MarketResource):
     """GET /relay-out/symbols"""
 
     def on_get(self, req, resp):
-        self._answer(req, resp, lambda: markets.symbols(self._pool))
+        self._answer(resp, ("symbols",), lambda: markets.symbols(self._pool))
 
 
 class PriceResource(_MarketResource):
@@ -65,7 +65,7 @@ class PriceResource(_MarketResource):
 
     def on_get(self, req, resp):
         symbol = _symbol(req, "currency")
-        self._answer(req, resp, lambda: markets.latest_price(self._pool, symbol))
+        self._answer(resp, ("price", symbol), lambda: markets.latest_price(self._pool, symbol))
 
 
 class ProfitResource(_MarketResource):
@@ -74,7 +74,9 @@ class ProfitResource(_MarketResource):
     def on_get(self, req, resp):
         symbol = _symbol(req, "currency")
         value = parse_value(req)
-        self._answer(req, resp, lambda: markets.profit(self._pool, symbol, value))
+        # str: 1000 and 1000.0 are equal Decimals, but the answer echoes the digits given
+        key = ("profit", symbol, str(value))
+        self._answer(resp, key, lambda: markets.profit(self._pool, symbol, value))
 
 
 class CandlesResource(_MarketResource):
@@ -88,4 +90,5 @@ class CandlesResource(_MarketResource):
                 "Bad Request: interval parameter must be one of " + ", ".join(markets.INTERVALS)
             )
         start, end = params.time_range(req)
-        self._answer(req, resp, lambda: markets.candles(self._pool, symbol, interval, start, end))
+        key = ("candles", symbol, interval, start, end)
+        self._answer(resp, key, lambda: markets.candles(self._pool, symbol, interval, start, end))

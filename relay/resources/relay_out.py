@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from relay import params
+from relay import caching, params
 from relay.changes import AnswerCache
-from relay.errors import NotFound, envelope
+from relay.errors import NotFound
 from relay.sources.coinapi import resolve_symbol
 from relay.store import trades
 
@@ -35,13 +35,15 @@ class RecordsResource:
         limit = params.integer(req, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
         cursor = params.text(req, "cursor")
         after = trades.decode_cursor(cursor) if cursor else None
-        page = self._cache.get(
+        body = self._cache.get(
             "trades",
-            (req.path, req.query_string),
-            lambda: trades.records_page(
-                self._pool, symbol_id, start=start, end=end, after=after, limit=limit
+            ("records", symbol_id, start, end, after, limit),
+            lambda: caching.ok_body(
+                trades.records_page(
+                    self._pool, symbol_id, start=start, end=end, after=after, limit=limit
+                )
             ),
         )
-        if page is None:
+        if body is None:
             raise NotFound(f"Not Found: no records for symbol {symbol_id}")
-        resp.media = envelope(200, "OK", page)
+        caching.send_body(resp, body)

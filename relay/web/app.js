@@ -2,7 +2,8 @@
 // token the user pastes (kept in sessionStorage, sent only as a header).
 // Decimals arrive as exact strings and are only ever formatted as strings.
 
-const API = "/relay-api/v1/relay-out";
+const API_PREFIX = "/relay-api/v1/";
+const API = `${API_PREFIX}relay-out`;
 const TOKEN_KEY = "relay.token";
 const INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"];
 const PAGE_SIZE = 25;
@@ -42,11 +43,26 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY) || "";
 }
 
-async function request(path, params) {
+// A relay-out route by name ("dashboard"): the name is one percent-encoded segment.
+export function routeURL(name) {
+  return new URL(`${API}/${encodeURIComponent(name)}`, location.origin);
+}
+
+// A path an answer gave (a logo's), or null unless it is plainly one of this origin's
+// API paths. Such paths come from upstream data: one that climbs (..), carries a query
+// or leaves the prefix is refused, so no answer can make the page send the token
+// elsewhere or fire another route.
+export function linkURL(path) {
+  if (typeof path !== "string" || !path.startsWith(API_PREFIX)) return null;
+  if (/\.\.|%2e|[\\?#]|\/\//i.test(path)) return null;
+  const url = new URL(path, location.origin);
+  return url.origin === location.origin && url.pathname.startsWith(API_PREFIX) ? url : null;
+}
+
+async function request(url, params) {
   if (!token()) {
     throw new ApiError(401, "Paste a relay:out token above to load data.");
   }
-  const url = new URL(path.startsWith("/") ? path : `${API}/${path}`, location.origin);
   for (const [key, value] of Object.entries(params || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
   }
@@ -61,8 +77,8 @@ async function request(path, params) {
 }
 
 // GET a relay-out route; its `data`, or null for 204 (nothing matches).
-async function api(path, params) {
-  const resp = await request(path, params);
+async function api(route, params) {
+  const resp = await request(routeURL(route), params);
   if (resp.status === 204) return null;
   let body = null;
   try {
@@ -80,14 +96,16 @@ async function api(path, params) {
 // Logos need the bearer token, so they are fetched and shown as blob: URLs.
 const logos = new Map();
 function logoURL(path) {
-  if (!logos.has(path)) {
+  const url = linkURL(path);
+  if (!url) return Promise.resolve(null);
+  if (!logos.has(url.href)) {
     logos.set(
-      path,
-      request(path).then(async (resp) => (resp.ok ? URL.createObjectURL(await resp.blob()) : null))
+      url.href,
+      request(url).then(async (resp) => (resp.ok ? URL.createObjectURL(await resp.blob()) : null))
         .catch(() => null),
     );
   }
-  return logos.get(path);
+  return logos.get(url.href);
 }
 
 // Answers can arrive out of order (a second click before the first answer):

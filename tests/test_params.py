@@ -1,0 +1,123 @@
+"""Query parameters at the edge: extreme dates and times are 400 naming the parameter."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+
+from relay import openapi
+from tests.conftest import bearer
+from tests.rows import a_little_of_everything
+
+API = openapi.API
+# What each route needs besides the date or time under test.
+REQUIRED = {
+    f"{API}/relay-out": {"Symbol": "BTC"},
+    f"{API}/relay-out/records": {"symbol": "BTC"},
+    f"{API}/relay-out/candles": {"symbol": "BTCUSDT"},
+    f"{API}/relay-out/dashboard": {},
+    f"{API}/relay-out/rates": {},
+    f"{API}/relay-out/rates/series": {"start": "2018-06-01"},
+    f"{API}/relay-out/convert": {"from": "USD", "to": "JPY"},
+}
+# Every GET parameter that takes a date or a date-time, as the document declares them.
+DATE_PARAMS = [
+    (path, p["name"])
+    for path, ops in openapi.document()["paths"].items()
+    if "get" in ops
+    for p in ops["get"]["parameters"]
+    if p["in"] == "query" and p["name"] in ("start", "end", "date")
+]
+# Time parameters: these parse a date-time, so any out-of-range moment is theirs to refuse.
+TIME_PARAMS = {
+    (f"{API}/relay-out{route}", name)
+    for route in ("", "/records", "/candles")
+    for name in ("start", "end")
+}
+EXTREMES = [
+    "0001-01-01",
+    "9999-12-31",
+    "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:00:00+23:59",
+    "0001-01-01T00:00:00-23:59",
+    "9999-12-31T23:59:59-23:59",
+    "9999-12-31T23:59:59+23:59",
+    "1969-12-31T23:59:59Z",
+    "2200-01-01",
+]
+
+
+def test_every_date_parameter_is_covered():
+    assert {path for path, _ in DATE_PARAMS} == set(REQUIRED)
+    assert set(DATE_PARAMS) >= TIME_PARAMS
+
+
+@pytest.fixture
+def data(conn):
+    """So each route reaches its arithmetic and its queries."""
+    a_little_of_everything(conn)
+
+
+@pytest.mark.parametrize(("path", "name"), DATE_PARAMS, ids=[f"{p}:{n}" for p, n in DATE_PARAMS])
+def test_extreme_dates_and_times_are_400_naming_the_parameter(data, app, path, name):
+    for value in EXTREMES:
+        query = {**REQUIRED[path], name: value}
+        resp = app.get(path, query, headers=bearer("relay:out"), expect_errors=True)
+        if (path, name) in TIME_PARAMS:
+            assert resp.status_int == 400, (value, resp)
+        else:  # the ECB routes answer "no rates before 1999-01-04" with their documented 404
+            assert resp.status_int in (400, 404), (value, resp)
+        if resp.status_int == 400:
+            assert f"{name} parameter" in resp.json["message"], (value, resp.json)
+        else:
+            assert "1999-01-04" in resp.json["message"], (value, resp.json)
+
+
+OPERATIONS = [
+    (path, method.upper(), operation)
+    for path, operations in openapi.document()["paths"].items()
+    for method, operation in operations.items()
+]
+
+
+def valid_query(operation: dict) -> dict:
+    """The operation's query parameters that are required or have an example."""
+    return {
+        p["name"]: p.get("example", "BTC")
+        for p in operation["parameters"]
+        if p["in"] == "query" and (p["required"] or "example" in p)
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "operation"), OPERATIONS, ids=[f"{m} {p}" for p, m, _ in OPERATIONS]
+)
+def test_an_unknown_query_parameter_is_400_naming_it(app, path, method, operation):
+    url = path.replace("{symbol}", "BTC")
+    headers = bearer("relay:in", "relay:out", "relay:metrics")
+    query = valid_query(operation)
+    resp = app.request(
+        f"{url}?{urlencode({**query, 'junk': '1'})}", method=method, headers=headers,
+        expect_errors=True,
+    )  # fmt: skip
+    assert resp.status_int == 400, resp
+    if method != "HEAD":
+        assert resp.json["message"] == "Bad Request: unknown parameter 'junk'"
+    if method in ("GET", "HEAD") and "relay-in" not in path:  # reads: without junk, no 400
+        resp = app.request(f"{url}?{urlencode(query)}", method=method, headers=headers,
+                           expect_errors=True)  # fmt: skip
+        assert resp.status_int != 400, resp
+
+
+def test_declared_names_pass_and_the_check_runs_after_the_token_check(app):
+    headers = bearer("relay:out")
+    records = f"{API}/relay-out/records"
+    app.get(records, {"symbol": "BTC", "limit": "5"}, headers=headers, status=404)
+    resp = app.get(records, {"symbol": "BTC", "Limit": "5"}, headers=headers, status=400)
+    assert resp.json["message"] == "Bad Request: unknown parameter 'Limit'"
+    # the original route names its symbol Symbol; symbol is not one of its parameters
+    resp = app.get(f"{API}/relay-out", {"symbol": "BTC"}, headers=headers, status=400)
+    assert resp.json["message"] == "Bad Request: unknown parameter 'symbol'"
+    app.get(records, {"symbol": "BTC", "junk": "1"}, status=401)
+    assert app.get("/static/app.js?v=0ld").headers["Cache-Control"] == "no-cache"  # sinks: own
