@@ -67,7 +67,8 @@ class App(falcon.App):
         get, head = (
             ("on_get", "on_head") if not suffix else (f"on_get_{suffix}", f"on_head_{suffix}")
         )
-        if hasattr(resource, get) and not hasattr(resource, head):
+        safe = getattr(resource, "safe_get", True)  # a GET that changes data gets no HEAD
+        if safe and hasattr(resource, get) and not hasattr(resource, head):
             setattr(resource, head, getattr(resource, get))
         super().add_route(uri_template, resource, **kwargs)
 
@@ -167,7 +168,14 @@ def create_app(
         LimitsMiddleware(config.max_query_bytes, config.max_body_bytes),
         AuthMiddleware(TokenVerifier(config.jwt_secrets), Revocations(pool, changes)),
         # after the token check: a caller without one learns nothing more
-        KnownParametersMiddleware(openapi.query_names(openapi.document())),
+        # The API's routes take only what they declare; the page and docs ignore the rest.
+        KnownParametersMiddleware(
+            {
+                route: names
+                for route, names in openapi.query_names(openapi.document()).items()
+                if route[0].startswith(API)
+            }
+        ),
     ]
     app = App(middleware=middleware)
     app.answer_cache = cache

@@ -599,10 +599,14 @@ def _paths() -> dict:
                 body=SYMBOLS_BODY,
             )
         }
-    for operations in paths.values():
-        if "get" in operations:
+    for path, operations in paths.items():
+        if "get" in operations and path not in UNSAFE_GETS:
             operations["head"] = head(operations["get"])
     return paths
+
+
+# GET routes that change data (the original relay-in contract): HEAD must not run them.
+UNSAFE_GETS = frozenset({f"{API}/relay-in"})
 
 
 def head(get: dict) -> dict:

@@ -8,6 +8,7 @@ import uuid
 import falcon.inspect
 import pytest
 
+from relay.openapi import UNSAFE_GETS
 from relay.resources import web
 from tests.conftest import bearer
 
@@ -87,7 +88,7 @@ def test_head_answers_every_get_route_as_get_does_without_the_body(app):
     paths = [
         route.path.replace("{symbol}", "BTC")
         for route in info.routes
-        if any(m.method == "GET" for m in route.methods)
+        if any(m.method == "GET" for m in route.methods) and route.path not in UNSAFE_GETS
     ]
     version = web.fingerprint(web.WEB / "app.js")
     sink_files = {"/static/": f"/static/app.js?v={version}", "/docs/static/": "/docs/static/x.js"}
@@ -105,3 +106,14 @@ def test_head_answers_every_get_route_as_get_does_without_the_body(app):
             assert head.headers.get(name) == got.headers.get(name), (path, name)
         ok += got.status_int == 200
     assert ok >= 9  # the public pages, the document, /metrics, the static files, lists
+
+
+def test_head_never_runs_a_get_that_changes_data(app, conn, httpserver):
+    """GET /relay-in relays data in: HEAD is refused rather than relaying."""
+    assert {"/relay-api/v1/relay-in"} == UNSAFE_GETS
+    resp = app.head(
+        "/relay-api/v1/relay-in?Symbol=BTC", headers=bearer("relay:in"), expect_errors=True
+    )
+    assert resp.status_int == 405
+    assert httpserver.log == []  # no upstream was asked
+    assert conn.execute("SELECT count(*) FROM relay_run").fetchone()[0] == 0

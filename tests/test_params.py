@@ -78,7 +78,11 @@ OPERATIONS = [
     (path, method.upper(), operation)
     for path, operations in openapi.document()["paths"].items()
     for method, operation in operations.items()
+    if path.startswith(API)
 ]
+# Pages and operator routes outside the API ignore what they do not take (a link
+# to / may well carry ?utm_source=...).
+OTHER_ROUTES = [path for path in openapi.document()["paths"] if not path.startswith(API)]
 
 
 def valid_query(operation: dict) -> dict:
@@ -108,6 +112,16 @@ def test_an_unknown_query_parameter_is_400_naming_it(app, path, method, operatio
         resp = app.request(f"{url}?{urlencode(query)}", method=method, headers=headers,
                            expect_errors=True)  # fmt: skip
         assert resp.status_int != 400, resp
+
+
+@pytest.mark.parametrize("path", OTHER_ROUTES)
+def test_routes_outside_the_api_ignore_unknown_parameters(app, path):
+    assert {"/", "/health", "/openapi.json", "/docs", "/metrics"} <= set(OTHER_ROUTES)
+    headers = bearer("relay:metrics")
+    plain = app.get(path, headers=headers, expect_errors=True)
+    junk = app.get(f"{path}?utm_source=x&junk=1", headers=headers, expect_errors=True)
+    assert plain.status_int == junk.status_int
+    assert junk.status_int in (200, 503), junk
 
 
 def test_declared_names_pass_and_the_check_runs_after_the_token_check(app):

@@ -44,6 +44,7 @@ class RelayInResource:
     """GET /relay-api/v1/relay-in?Symbol=BTC[&source=coinapi]: the original contract."""
 
     auth_scope = "relay:in"
+    safe_get = False  # this GET relays data in: HEAD must not (405)
 
     def __init__(self, ledger: Ledger, runners: dict[str, Runner], default_source: str = "coinapi"):
         self._ledger = ledger
