@@ -1,4 +1,4 @@
-"""The served process: slow clients, gunicorn's limits against ours, binding.
+"""The served process: slow clients, gunicorn's limits against ours, chunked bodies, binding.
 
 These run the real gunicorn with gunicorn.conf.py (tests/served.py), on 127.0.0.1 only.
 """
@@ -10,6 +10,7 @@ import selectors
 import socket
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -17,7 +18,7 @@ import requests
 from relay import serving
 from tests.conftest import SECRET, bearer, fresh_database
 from tests.served import gunicorn, listening_addresses
-from tests.upstreams import FakeCoinAPI
+from tests.upstreams import FakeCoinAPI, make_trades
 
 IN = "/relay-api/v1/relay-in"
 
@@ -236,6 +237,43 @@ def test_a_query_just_over_our_limit_gets_our_414_not_gunicorns(served):
     assert resp.headers["X-Request-Id"]
     body = resp.json()
     assert body["code"] == 414 and "4096" in body["message"] and body["data"] == {}
+
+
+def chunks(*parts: bytes):
+    """A body of unknown length: requests sends it with Transfer-Encoding: chunked."""
+    yield from parts
+
+
+def test_a_chunked_body_is_read(served, httpserver):
+    now = datetime.now(UTC)
+    coinapi = FakeCoinAPI(httpserver)
+    coinapi.add("BITSTAMP_SPOT_ETH_USD", make_trades(now - timedelta(minutes=30), 3))
+    coinapi.add("BITSTAMP_SPOT_BTC_USD", make_trades(now - timedelta(minutes=30), 2))
+
+    resp = requests.post(
+        f"{served.url}{IN}/coinapi",
+        data=chunks(b'{"symbols": ', b'["ETH"]}'),
+        headers={**bearer("relay:in"), "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+    assert resp.status_code == 201, resp.text
+    assert list(resp.json()["data"]["symbols"]) == ["BITSTAMP_SPOT_ETH_USD"]
+    assert {r["symbol_id"] for r in coinapi.requests} == {"BITSTAMP_SPOT_ETH_USD"}
+
+
+def test_an_oversized_chunked_body_is_413(served, httpserver):
+    coinapi = FakeCoinAPI(httpserver)
+    pad = b"x" * 16384
+    resp = requests.post(
+        f"{served.url}{IN}/coinapi",
+        data=chunks(b'{"symbols": ["ETH"], "pad": "', *[pad] * 5, b'"}'),
+        headers={**bearer("relay:in"), "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert resp.status_code == 413
+    assert resp.json()["code"] == 413 and "65536" in resp.json()["message"]
+    assert coinapi.requests == []
 
 
 GET = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
