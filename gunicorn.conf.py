@@ -1,18 +1,35 @@
-"""gunicorn settings for `web:`; PORT and WEB_CONCURRENCY come from the environment."""
+"""gunicorn settings for `web:`; RELAY_BIND, PORT and WEB_CONCURRENCY come from the environment.
+
+Threads after Heroku's own Python example (heroku/python-getting-started): gthread, five
+threads a worker, keep-alive longer than the router's. The worker class is gthread's with
+one change (relay/serving.py): no thread is given to a request before all of it is in.
+"""
 
 import os
 import tempfile
 
-from relay.config import server_settings
+from relay.config import REQUEST_LINE_LIMIT, server_settings
 
-_port, _workers = server_settings()
+_server = server_settings()
 
-bind = f"0.0.0.0:{_port}"
-workers = _workers
-worker_class = "sync"
-# Heroku's router gives up at 30 s; a worker stuck longer than that is stuck.
-timeout = 35
+# 0.0.0.0 on Heroku (the router reaches the dyno on PORT); `python -m relay serve` sets
+# RELAY_BIND=127.0.0.1 so a development server is reachable from this machine only.
+bind = _server.bind
+workers = _server.workers
+worker_class = "relay.serving.RelayWorker"
+threads = 5
+# Idle keep-alive connections wait in the poller, holding no thread. Longer than the Heroku
+# router's 90 s idle timeout, so the router, not us, closes them (no race on a reused one).
+keepalive = 95
+# With threads, this is only the worker's heartbeat: its main loop reports at least once a
+# second, and a worker silent for this long is stuck. A slow request cannot trip it.
+timeout = 20
+# SIGTERM lets requests in flight finish (a relay-in stops fetching after its 20 s budget);
+# Heroku sends SIGKILL 30 s after SIGTERM.
 graceful_timeout = 25
+# Our query limit (RELAY_MAX_QUERY_BYTES, at most MAX_QUERY_BYTES_CEILING) sits under this,
+# so an over-long query reaches the app and gets our 414 envelope, not gunicorn's page.
+limit_request_line = REQUEST_LINE_LIMIT
 # No preload_app: each worker builds its own app and opens its own pool
 # after the fork, so no connection is ever shared across processes.
 preload_app = False

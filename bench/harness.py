@@ -154,7 +154,8 @@ class PageServer:
 def gunicorn(app: str, env: dict[str, str], workers: int = 2) -> Iterator[str]:
     """Serve ``app`` with the production gunicorn.conf.py on a free port; yield its URL."""
     port = free_port()
-    full_env = {**os.environ, **env, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    full_env = {**os.environ, **env, "PORT": str(port), "WEB_CONCURRENCY": str(workers),
+                "RELAY_BIND": "127.0.0.1"}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
         cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL,

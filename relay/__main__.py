@@ -83,26 +83,32 @@ def cmd_serve(args) -> int:
     applied = migrate(env["DATABASE_URL"])
     print(f"relay: database ready ({len(applied)} migration(s) applied)", file=sys.stderr)
     secret = jwt_secrets_from_env(env)[0]
-    port, workers = server_settings(env)
-    print(f"\nrelay: serving on http://127.0.0.1:{port} with {workers} worker(s)")
+    env = serve_environment(env)
+    server = server_settings(env)
+    print(f"\nrelay: serving on http://{server.bind} with {server.workers} worker(s)")
     for scope in auth.SCOPES:
         token = auth.mint_token(secret, "dev", [scope], auth.parse_ttl("7d"))
         print(f"  {scope:<10} token (7 days): {token}")
-    print(f"  web page: http://127.0.0.1:{port}/ (paste the relay:out token); API docs: /docs")
+    print(f"  web page: http://{server.bind}/ (paste the relay:out token); API docs: /docs")
     print(flush=True)
-    server = subprocess.Popen(
+    gunicorn = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "relay.app:app"],
         cwd=ROOT,
         env=env,
     )
 
     def forward(signum, frame):
-        server.send_signal(signum)
+        gunicorn.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     # The embedded database (when used) stops at exit, after gunicorn has.
-    return server.wait()
+    return gunicorn.wait()
+
+
+def serve_environment(env: dict[str, str]) -> dict[str, str]:
+    """The development server listens on this machine only (production binds RELAY_BIND)."""
+    return {**env, "RELAY_BIND": "127.0.0.1"}
 
 
 def main(argv: list[str] | None = None) -> int:

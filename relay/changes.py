@@ -17,9 +17,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -40,33 +42,60 @@ def announce(conn: psycopg.Connection, concern: str) -> None:
 
 
 class Changes:
-    """The per-worker listener: generations per concern and the revoked-token set."""
+    """The per-worker listener: generations per concern and the revoked-token set.
 
-    def __init__(self, conninfo: str, *, retry_s: float = 1.0):
+    What it holds is trusted only while the listener is *fresh*: connected, and its last
+    answered heartbeat (``SELECT 1`` every ``heartbeat_s``) was sent at most ``fresh_s``
+    ago. PostgreSQL sends a listening session every notification committed before a
+    query ahead of that query's answer, so an answered heartbeat sent at T means every
+    change and revocation committed before T is in hand. A stalled connection (a frozen
+    server, a black-holed route) thus costs trust within ``fresh_s``: revocations are
+    read from the database and nothing is cached, until it is heard from again. A
+    heartbeat unanswered for ``dead_after_s`` drops the connection, and it reconnects.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        retry_s: float = 1.0,
+        heartbeat_s: float = 1.0,
+        fresh_s: float = 3.0,
+        dead_after_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.conninfo = conninfo
         self.retry_s = retry_s
+        self.heartbeat_s = heartbeat_s
+        self.fresh_s = fresh_s
+        self.dead_after_s = dead_after_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._generation = dict.fromkeys((*CONCERNS, REVOKED), 0)
         self._revoked: frozenset[str] = frozenset()
-        self._live = False
+        self._connected = False
+        self._heard_at = float("-inf")  # when the last answered heartbeat was sent
+        self._asked_at: float | None = None  # since when an answer is awaited (None: not)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
         self._conn: psycopg.Connection | None = None
 
     # -- what readers ask --------------------------------------------------------------
 
     @property
     def live(self) -> bool:
-        return self._live
+        """Whether what the listener holds can be trusted: connected, and heard lately."""
+        return self._connected and self._clock() - self._heard_at <= self.fresh_s
 
     def generation(self, concern: str) -> int | None:
         """The concern's generation, or None while changes cannot be trusted."""
-        if not self._live:
+        if not self.live:
             return None
         return self._generation[concern]
 
     def revoked(self) -> frozenset[str] | None:
-        return self._revoked if self._live else None
+        return self._revoked if self.live else None
 
     def touch(self, concern: str) -> None:
         """Move a generation at once (the writing worker need not wait for its own NOTIFY)."""
@@ -77,7 +106,11 @@ class Changes:
 
     def start(self) -> Changes:
         self._thread = threading.Thread(target=self._run, name="relay-changes", daemon=True)
+        self._watchdog = threading.Thread(
+            target=self._watch, name="relay-changes-watchdog", daemon=True
+        )
         self._thread.start()
+        self._watchdog.start()
         return self
 
     def stop(self) -> None:
@@ -85,21 +118,22 @@ class Changes:
         conn = self._conn
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
-                conn.cancel_safe()
-        if self._thread is not None:
-            self._thread.join(5)
+                conn.cancel_safe(timeout=2)
+        for thread in (self._thread, self._watchdog):
+            if thread is not None:
+                thread.join(5)
 
     def wait_live(self, timeout: float) -> bool:
         """Wait until the listener is caught up (start-up, tests); say whether it is."""
         deadline = time.monotonic() + timeout
-        while not self._live and time.monotonic() < deadline:
+        while not self.live and time.monotonic() < deadline:
             self._stop.wait(0.02)
-        return self._live
+        return self.live
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(
+                conn = psycopg.connect(
                     self.conninfo,
                     autocommit=True,
                     connect_timeout=5,
@@ -109,40 +143,103 @@ class Changes:
                     keepalives_idle=10,
                     keepalives_interval=5,
                     keepalives_count=3,
-                ) as conn:
+                )
+            except psycopg.Error:
+                self._stop.wait(self.retry_s)
+                continue
+            try:
+                with self._lock:
                     self._conn = conn
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    # Anything may have changed while we were not listening.
-                    self._reload_revoked(conn)
-                    with self._lock:
-                        for concern in self._generation:
-                            self._generation[concern] += 1
-                    self._live = True
-                    log.info("listening for data changes")
-                    while not self._stop.is_set():
-                        # Take one notification at a time (or none within a second, to
-                        # look at _stop): handling one may query this connection, which
-                        # cannot be done while notifies() holds it.
-                        for note in list(conn.notifies(timeout=1.0, stop_after=1)):
-                            self._handle(conn, note.payload)
+                self._listen(conn)
             except psycopg.Error as exc:
-                if self._live:
+                if self._connected:
                     log.warning("change listener lost its connection: %s", type(exc).__name__)
             finally:
-                self._live = False
-                self._conn = None
+                # Forget the connection before closing it: the watchdog must never
+                # touch a file descriptor that may already belong to something else.
+                with self._lock:
+                    self._conn = None
+                    self._connected = False
+                    self._asked_at = None
+                conn.close()
             self._stop.wait(self.retry_s)
 
-    def _handle(self, conn: psycopg.Connection, concern: str) -> None:
-        if concern == REVOKED:
+    def _listen(self, conn: psycopg.Connection) -> None:
+        asked = self._clock()
+        with self._awaiting(asked):
+            conn.execute(f"LISTEN {CHANNEL}")
+            # Anything may have changed while we were not listening.
             self._reload_revoked(conn)
         with self._lock:
-            if concern in self._generation:
+            for concern in self._generation:
                 self._generation[concern] += 1
+        self._heard(conn, asked)
+        self._connected = True
+        log.info("listening for data changes")
+        while not self._stop.is_set():
+            # Take one notification at a time (or none within a heartbeat): handling
+            # one may query this connection, which cannot be done while notifies()
+            # holds it.
+            self._apply(conn, list(conn.notifies(timeout=self.heartbeat_s, stop_after=1)))
+            if self._clock() - self._heard_at >= self.heartbeat_s:
+                asked = self._clock()
+                with self._awaiting(asked):
+                    conn.execute("SELECT 1")
+                self._heard(conn, asked)
+
+    @contextlib.contextmanager
+    def _awaiting(self, since: float) -> Iterator[None]:
+        """Mark the listener as waiting for an answer since ``since`` (for the watchdog)."""
+        with self._lock:
+            nested = self._asked_at is not None
+            if not nested:
+                self._asked_at = since
+        try:
+            yield
+        finally:
+            if not nested:
+                with self._lock:
+                    self._asked_at = None
+
+    def _heard(self, conn: psycopg.Connection, asked: float) -> None:
+        """The answer to what was sent at ``asked`` came: apply what arrived before it."""
+        # Notifications that came in while the query ran wait in psycopg's backlog.
+        self._apply(conn, list(conn.notifies(timeout=0)))
+        self._heard_at = asked
+
+    def _apply(self, conn: psycopg.Connection, notes: list) -> None:
+        if any(note.payload == REVOKED for note in notes):
+            self._reload_revoked(conn)
+        with self._lock:
+            for note in notes:
+                if note.payload in self._generation:
+                    self._generation[note.payload] += 1
 
     def _reload_revoked(self, conn: psycopg.Connection) -> None:
-        rows = conn.execute("SELECT jti FROM revoked_token").fetchall()
+        with self._awaiting(self._clock()):
+            rows = conn.execute("SELECT jti FROM revoked_token").fetchall()
         self._revoked = frozenset(row[0] for row in rows)
+
+    def _watch(self) -> None:
+        """Drop a connection whose query has gone unanswered for ``dead_after_s``.
+
+        A stalled peer that still acknowledges TCP (a frozen server) trips no keepalive;
+        shutting the socket down makes the blocked listener fail and reconnect.
+        """
+        while not self._stop.wait(self.heartbeat_s):
+            with self._lock:
+                conn, asked = self._conn, self._asked_at
+                if conn is None or asked is None or self._clock() - asked <= self.dead_after_s:
+                    continue
+                log.warning(
+                    "change listener: no answer for %.0f s; reconnecting", self.dead_after_s
+                )
+                self._asked_at = None
+                with (
+                    contextlib.suppress(OSError, psycopg.Error),
+                    socket.socket(fileno=os.dup(conn.fileno())) as s,
+                ):
+                    s.shutdown(socket.SHUT_RDWR)
 
 
 class AnswerCache:

@@ -7,10 +7,17 @@ the tests all receive a :class:`Config`.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 
 MIN_SECRET_LENGTH = 32
+# gunicorn's limit_request_line (its most). A query one byte over our limit, behind a path
+# of up to 1 KiB, must still fit in it, so that the app answers 414 in our envelope
+# rather than gunicorn in its HTML: RELAY_MAX_QUERY_BYTES can be at most this much less.
+REQUEST_LINE_LIMIT = 8190
+MAX_QUERY_BYTES_CEILING = REQUEST_LINE_LIMIT - 1024
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
 class ConfigError(Exception):
@@ -53,7 +60,7 @@ class Config:
     metrics_dir: str | None = None
     cors_origins: tuple[str, ...] = ()
     max_query_bytes: int = 4096
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     db_pool_min: int = 1
     db_pool_max: int = 4
     db_timeout_s: float = 5.0
@@ -106,8 +113,10 @@ class Config:
             answer_cache=_flag(env, "RELAY_ANSWER_CACHE", cls.answer_cache),
             answer_cache_mb=_int(env, "RELAY_ANSWER_CACHE_MB", cls.answer_cache_mb, 1, 4096),
             cors_origins=_list(env, "RELAY_CORS_ORIGINS", cls.cors_origins),
-            max_query_bytes=_int(env, "RELAY_MAX_QUERY_BYTES", cls.max_query_bytes, 256, 1 << 20),
-            max_body_bytes=_int(env, "RELAY_MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 26),
+            max_query_bytes=_int(
+                env, "RELAY_MAX_QUERY_BYTES", cls.max_query_bytes, 256, MAX_QUERY_BYTES_CEILING
+            ),
+            max_body_bytes=_max_body_bytes(env),
             db_pool_min=_int(env, "RELAY_DB_POOL_MIN", cls.db_pool_min, 0, 100),
             db_pool_max=_int(env, "RELAY_DB_POOL_MAX", cls.db_pool_max, 1, 100),
             db_timeout_s=_float(env, "RELAY_DB_TIMEOUT", cls.db_timeout_s, 0.1, 60),
@@ -136,10 +145,46 @@ def jwt_secrets_from_env(environ: Mapping[str, str] | None = None) -> tuple[str,
     return parse_secrets(_required(env, "RELAY_JWT_SECRET"))
 
 
-def server_settings(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """Return (PORT, WEB_CONCURRENCY) for gunicorn, with Heroku's meaning."""
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """What gunicorn and its workers need: where to listen, how many, the body limit."""
+
+    # Heroku's router reaches the dyno on its own interface; `relay serve` says 127.0.0.1.
+    host: str = "0.0.0.0"  # noqa: S104
+    port: int = 8000
+    workers: int = 2
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    @property
+    def bind(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def server_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
+    """Read RELAY_BIND, PORT and WEB_CONCURRENCY (Heroku's meaning) and the body limit."""
     env = os.environ if environ is None else environ
-    return _int(env, "PORT", 8000, 1, 65535), _int(env, "WEB_CONCURRENCY", 2, 1, 64)
+    return ServerSettings(
+        host=_host(env, "RELAY_BIND", ServerSettings.host),
+        port=_int(env, "PORT", ServerSettings.port, 1, 65535),
+        workers=_int(env, "WEB_CONCURRENCY", ServerSettings.workers, 1, 64),
+        max_body_bytes=_max_body_bytes(env),
+    )
+
+
+def _max_body_bytes(env: Mapping[str, str]) -> int:
+    # Read in one place: the app refuses larger bodies, the worker buffers up to this.
+    return _int(env, "RELAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1024, 1 << 26)
+
+
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip().removeprefix("[").removesuffix("]")
+    if not raw:
+        return default
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be an IP address such as 127.0.0.1, got {raw!r}") from None
 
 
 def normalize_database_url(url: str) -> str:

@@ -60,6 +60,11 @@ class Conflict(RelayError):
     message = "Conflict"
 
 
+class LengthRequired(RelayError):
+    status = 411
+    message = "Length Required: send the body with a Content-Length"
+
+
 class PayloadTooLarge(RelayError):
     status = 413
     message = "Content Too Large"

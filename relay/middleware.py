@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import random
 import re
 import uuid
 
-from relay.errors import BadRequest, PayloadTooLarge, URITooLong
+from relay.errors import BadRequest, LengthRequired, PayloadTooLarge, URITooLong
 
 # A client's id is echoed only when it is short and plain, never arbitrary bytes.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -38,7 +39,12 @@ class RequestIdMiddleware:
 
 
 class LimitsMiddleware:
-    """Refuse over-long query strings (414) and bodies (413) before any work."""
+    """Refuse over-long query strings (414) and bodies (413) before any work.
+
+    A body of unknown length (``Transfer-Encoding: chunked``) is read here, up to the
+    limit, and handed on as a body of known length: Falcon reads a request without a
+    Content-Length as empty, so it would otherwise be ignored.
+    """
 
     def __init__(self, max_query_bytes: int, max_body_bytes: int):
         self.max_query_bytes = max_query_bytes
@@ -48,10 +54,28 @@ class LimitsMiddleware:
         if len(req.query_string) > self.max_query_bytes:
             raise URITooLong(f"URI Too Long: the query string exceeds {self.max_query_bytes} bytes")
         length = req.content_length
+        if length is None and req.get_header("Transfer-Encoding") is not None:
+            length = self._read_whole_body(req)
         if length is not None and length > self.max_body_bytes:
             raise PayloadTooLarge(
                 f"Content Too Large: the body exceeds {self.max_body_bytes} bytes"
             )
+
+    def _read_whole_body(self, req) -> int:
+        # Only a server that decodes the transfer coding and ends wsgi.input at the end of
+        # the body says so (gunicorn does); from any other, reading could hang or misread.
+        if not req.env.get("wsgi.input_terminated"):
+            raise LengthRequired()
+        body = bytearray()
+        while len(body) <= self.max_body_bytes:
+            chunk = req.stream.read(self.max_body_bytes + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+        if len(body) <= self.max_body_bytes:
+            req.env["wsgi.input"] = req.stream = io.BytesIO(bytes(body))
+            req.env["CONTENT_LENGTH"] = str(len(body))
+        return len(body)
 
 
 class PrivateAnswersMiddleware:

@@ -30,6 +30,7 @@ ERROR_TEXT = {
     403: "The token lacks the route's scope",
     404: "Unknown symbol, currency or route",
     409: "A relay-in for the same source and symbol is already running",
+    411: "A chunked body from a server that cannot say where it ends",
     413: "Body too large",
     414: "Query string too long",
     422: "Not enough history",
@@ -184,7 +185,7 @@ SCHEMAS = {
                             "finished_at": {"type": ["string", "null"], "format": "date-time"},
                             "status": {
                                 "type": "string",
-                                "enum": ["running", "succeeded", "failed", "rejected"],
+                                "enum": ["running", "succeeded", "failed", "rejected", "abandoned"],
                             },
                             "http_status": {"type": ["integer", "null"]},
                             "processed": {"type": ["integer", "null"]},
@@ -595,7 +596,7 @@ def _paths() -> dict:
                 "relay:in",
                 [],
                 RELAY_IN_OK,
-                RELAY_IN_ERRORS,
+                (*RELAY_IN_ERRORS, 411),
                 body=SYMBOLS_BODY,
             )
         }

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from relay import db
@@ -53,6 +54,18 @@ LAST_SUCCESS = """
 TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%(source)s), hashtext(%(symbol)s))"
 UNLOCK_ALL = "SELECT pg_advisory_unlock_all()"
 ALL_SYMBOLS = "*"
+# A run in progress also holds a lock on its id (the one-bigint key, a key space apart
+# from the two-int4 keys above), on the same connection: while its process lives, no one
+# else can take it. Whoever can take it knows the run's process is gone.
+HOLD_RUN = "SELECT pg_advisory_lock(%(id)s)"
+RUNNING = "SELECT id FROM relay_run WHERE source = %(source)s AND status = 'running'"
+TRY_RUN = "SELECT pg_try_advisory_lock(%(id)s)"
+UNLOCK_RUN = "SELECT pg_advisory_unlock(%(id)s)"
+ABANDON = """
+    UPDATE relay_run SET status = 'abandoned', finished_at = %(now)s, error = %(error)s
+    WHERE id = %(id)s AND status = 'running'
+"""
+ABANDONED = "its process stopped before the run ended (worker killed or database lost)"
 
 
 class Ledger:
@@ -71,15 +84,16 @@ class Ledger:
         self.metrics = metrics
 
     @contextlib.contextmanager
-    def _locked(self, source: str, symbols: Sequence[str]) -> Iterator[None]:
+    def _locked(self, source: str, symbols: Sequence[str]) -> Iterator[psycopg.Connection]:
         """Hold a session advisory lock per symbol for the run, or raise Conflict at once.
 
-        The lock lives on a connection kept for the run: if the process dies,
-        PostgreSQL drops the connection and the lock with it.
+        The lock lives on a connection kept for the run (and yielded, for the run's own
+        record): if the process dies, PostgreSQL drops the connection and the lock with it.
         """
         with db.connection(self.pool) as conn:
             conn.autocommit = True
             try:
+                self._sweep(conn, source)
                 for symbol in symbols or [ALL_SYMBOLS]:
                     row = conn.execute(TRY_LOCK, {"source": source, "symbol": symbol}).fetchone()
                     if not row[0]:
@@ -87,10 +101,35 @@ class Ledger:
                             "Conflict: Relay-in already running",
                             data={"source": source, "symbol": symbol},
                         )
-                yield
+                yield conn
             finally:
                 conn.execute(UNLOCK_ALL)
                 conn.autocommit = False
+
+    def _start(self, conn: psycopg.Connection, base: dict) -> int:
+        """Record the run as running, holding its lock before anyone can see the row."""
+        with conn.transaction():
+            run_id = conn.execute(START, {"now": self.now(), **base, "status": "running"})
+            run_id = run_id.fetchone()[0]
+            conn.execute(HOLD_RUN, {"id": run_id})  # a session lock: it outlives the commit
+        return run_id
+
+    def _sweep(self, conn: psycopg.Connection, source: str) -> None:
+        """Mark the source's runs whose process is gone (their lock is free) abandoned."""
+        for (run_id,) in conn.execute(RUNNING, {"source": source}).fetchall():
+            if not conn.execute(TRY_RUN, {"id": run_id}).fetchone()[0]:
+                continue  # its process holds it: still running
+            try:
+                gone = conn.execute(ABANDON, {"id": run_id, "now": self.now(), "error": ABANDONED})
+            finally:
+                conn.execute(UNLOCK_RUN, {"id": run_id})
+            if gone.rowcount:
+                log.warning(
+                    "relay-in %s run %s abandoned: %s", source, run_id, ABANDONED,
+                    extra={"source": source, "outcome": "abandoned", "run_id": run_id},
+                )  # fmt: skip
+                if self.metrics is not None:
+                    self.metrics.relay_in(source, "abandoned", 0)
 
     def _record(self, query: str, params: dict):
         with db.connection(self.pool) as conn:
@@ -99,45 +138,50 @@ class Ledger:
     def run(self, runner, symbols: Sequence[str], fired_by: str) -> RunResult:
         base = {"source": runner.name, "symbols": list(symbols), "fired_by": fired_by}
         try:
-            with self._locked(runner.name, symbols):
-                run_id = self._record(START, {**base, "status": "running"})[0]
+            with self._locked(runner.name, symbols) as conn:
+                run_id = self._start(conn, base)
+                # Its end is recorded while its locks are held, so it is never seen
+                # running without them; then runs of the source that died are swept.
                 try:
                     result = runner.run(symbols)
                 except RelayError as exc:
-                    self._touch(runner)
                     processed = exc.data.get("processed")
-                    self._finish(run_id, base, "failed", exc.status, processed, False, exc.message)
+                    self._end(conn, runner, run_id, base, "failed", exc.status, processed,
+                              False, exc.message)  # fmt: skip
                     raise
                 except Exception as exc:
-                    self._touch(runner)
-                    self._finish(run_id, base, "failed", 500, None, False, type(exc).__name__)
+                    self._end(conn, runner, run_id, base, "failed", 500, None, False,
+                              type(exc).__name__)  # fmt: skip
                     raise
-                self._touch(runner)
+                self._end(conn, runner, run_id, base, "succeeded", result.http_status,
+                          result.processed, result.complete, None)  # fmt: skip
         except Conflict as exc:
             run_id = self._record(START, {**base, "status": "rejected"})[0]
-            self._finish(run_id, base, "rejected", exc.status, 0, False, exc.message)
+            with db.connection(self.pool) as conn:
+                self._finish(conn, run_id, base, "rejected", exc.status, 0, False, exc.message)
             raise
-        self._finish(
-            run_id, base, "succeeded", result.http_status, result.processed, result.complete, None
-        )
         return result
+
+    def _end(self, conn, runner, run_id, base, status, http_status, processed, complete, error):
+        self._touch(runner)
+        self._finish(conn, run_id, base, status, http_status, processed, complete, error)
+        self._sweep(conn, runner.name)
 
     def _touch(self, runner) -> None:
         # This worker answers from the new data at once; others hear it by NOTIFY.
         if self.changes is not None:
             self.changes.touch(runner.concern)
 
-    def _finish(self, run_id, base, status, http_status, processed, complete, error) -> None:
+    def _finish(self, conn, run_id, base, status, http_status, processed, complete, error):
         """Record how a run ended, and say so in one log line and the metrics."""
-        with db.connection(self.pool) as conn:
-            conn.execute(
-                FINISH,
-                {
-                    "id": run_id, "now": self.now(), "status": status,
-                    "http_status": http_status, "processed": processed,
-                    "complete": complete, "error": error,
-                },
-            )  # fmt: skip
+        conn.execute(
+            FINISH,
+            {
+                "id": run_id, "now": self.now(), "status": status,
+                "http_status": http_status, "processed": processed,
+                "complete": complete, "error": error,
+            },
+        )  # fmt: skip
         log.log(
             logging.WARNING if status == "failed" else logging.INFO,
             "relay-in %s %s: %s",

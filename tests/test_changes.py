@@ -11,6 +11,7 @@ import pytest
 from relay import auth
 from relay.changes import Changes
 from tests.conftest import SECRET
+from tests.tcpproxy import StallingProxy
 from tests.upstreams import FakeBinance, make_klines, make_ticker
 
 PRICE = "/relay-api/v1/relay-out/price"
@@ -180,3 +181,73 @@ def test_the_answer_cache_keeps_to_its_byte_budget_and_still_serves_hits(
     assert cache.bytes <= before
     behind_the_relays_back(conn)
     assert first_price(app, out_headers, {"symbol": "BTC", "limit": 1000}) == "7002"
+
+
+@pytest.fixture
+def proxy(database_url):
+    with StallingProxy(database_url) as proxy:
+        yield proxy
+
+
+def backend_pids(conn) -> set[int]:
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'relay-changes'"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_a_stalled_listener_is_not_trusted_and_is_again_once_it_is_heard(
+    proxy, make_app, config, database_url
+):
+    # The listener goes through the proxy; the pool, as every request, goes direct.
+    changes = Changes(proxy.conninfo, retry_s=0.1).start()
+    try:
+        assert changes.wait_live(5)
+        reader = make_app(config, now=lambda: NOW, changes=changes)
+        token = auth.mint_token(SECRET, "leaked", ["relay:out"], 600)
+        headers = {"Authorization": f"Bearer {token}"}
+        assert price(reader, headers) == 404  # accepted: no data yet
+        jti = jwt.decode(token, SECRET, algorithms=["HS256"])["jti"]
+
+        proxy.stall()
+        from relay import db
+
+        with db.make_pool(database_url, open=True) as pool:
+            auth.Revocations(pool).revoke(jti)  # its NOTIFY waits in the stalled proxy
+        # Within the freshness window the listener is no longer trusted: the database
+        # is asked, and it says revoked. Nothing is cached meanwhile.
+        started = time.monotonic()
+        assert eventually(lambda: price(reader, headers) == 401, timeout=8)
+        assert time.monotonic() - started < changes.fresh_s + 2 * changes.heartbeat_s
+        resp = reader.get(PRICE, {"currency": "ADAUSDT"}, headers=headers, status=401)
+        assert resp.json["message"] == "Unauthorized: token revoked"
+        assert not changes.live and changes.generation("candles") is None
+        assert changes.revoked() is None
+
+        proxy.resume()
+        # Heard from again: the notification held in the stall arrives, and the set
+        # (with the revocation in it) is trusted again.
+        assert eventually(lambda: changes.live, timeout=5)
+        assert jti in changes.revoked()
+        assert changes.generation("candles") is not None
+    finally:
+        proxy.resume()
+        changes.stop()
+
+
+def test_a_listener_whose_connection_stays_stalled_reconnects(proxy, conn, caplog):
+    changes = Changes(proxy.conninfo, retry_s=0.1, dead_after_s=1.0).start()
+    try:
+        assert changes.wait_live(5)
+        # (once listeners of earlier tests are gone)
+        assert eventually(lambda: len(backend_pids(conn)) == 1)
+        first = backend_pids(conn)
+        proxy.stall()
+        # An unanswered heartbeat past dead_after_s: the listener drops the connection.
+        assert eventually(lambda: "no answer" in caplog.text, timeout=5)
+        proxy.resume()
+        assert eventually(lambda: changes.live, timeout=10)
+        assert eventually(lambda: len(backend_pids(conn)) == 1 and backend_pids(conn) != first)
+    finally:
+        proxy.resume()
+        changes.stop()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.config import Config, ConfigError, server_settings
+from relay.__main__ import serve_environment
+from relay.config import MAX_QUERY_BYTES_CEILING, Config, ConfigError, server_settings
 
 GOOD = {
     "DATABASE_URL": "postgres://u:p@db.example:5432/relay",
@@ -22,8 +23,10 @@ def test_defaults_and_heroku_url_scheme():
     assert config.relay_in_budget_s == 20.0
     assert config.answer_cache_mb == 32
     assert Config.from_env({**GOOD, "RELAY_ANSWER_CACHE_MB": "8"}).answer_cache_mb == 8
-    assert server_settings({}) == (8000, 2)
-    assert server_settings({"PORT": "5000", "WEB_CONCURRENCY": "3"}) == (5000, 3)
+    assert server_settings({}).bind == "0.0.0.0:8000"
+    assert (server_settings({}).port, server_settings({}).workers) == (8000, 2)
+    given = server_settings({"PORT": "5000", "WEB_CONCURRENCY": "3"})
+    assert (given.port, given.workers) == (5000, 3)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +55,25 @@ def test_missing_or_bad_settings_fail_naming_them(env, named):
 def test_bad_port_fails_naming_it():
     with pytest.raises(ConfigError, match="PORT"):
         server_settings({"PORT": "http"})
+
+
+def test_the_development_server_binds_loopback_and_production_what_it_is_told():
+    assert server_settings(serve_environment({"PORT": "8123"})).bind == "127.0.0.1:8123"
+    everywhere = {"RELAY_BIND": "::"}
+    assert server_settings(serve_environment(everywhere)).host == "127.0.0.1"
+    assert server_settings({"RELAY_BIND": "::", "PORT": "80"}).bind == "[::]:80"
+    assert server_settings({"RELAY_BIND": "[::1]"}).host == "::1"
+    with pytest.raises(ConfigError, match="RELAY_BIND"):
+        server_settings({"RELAY_BIND": "example.com"})
+
+
+def test_the_query_limit_must_fit_under_gunicorns_request_line_limit():
+    ceiling = {**GOOD, "RELAY_MAX_QUERY_BYTES": str(MAX_QUERY_BYTES_CEILING)}
+    assert Config.from_env(ceiling).max_query_bytes == MAX_QUERY_BYTES_CEILING
+    with pytest.raises(ConfigError, match="RELAY_MAX_QUERY_BYTES"):
+        Config.from_env({**GOOD, "RELAY_MAX_QUERY_BYTES": str(MAX_QUERY_BYTES_CEILING + 1)})
+
+
+def test_the_body_limit_is_read_once_for_the_app_and_the_worker():
+    env = {**GOOD, "RELAY_MAX_BODY_BYTES": "2048"}
+    assert Config.from_env(env).max_body_bytes == server_settings(env).max_body_bytes == 2048

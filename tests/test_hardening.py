@@ -7,6 +7,8 @@ import re
 import time
 from datetime import UTC, datetime
 
+import falcon
+import falcon.testing
 import psycopg
 import pytest
 import webtest
@@ -15,6 +17,8 @@ from werkzeug import Response
 
 from relay import db, openapi
 from relay.app import create_app
+from relay.errors import LengthRequired
+from relay.middleware import LimitsMiddleware
 from relay.migrate import migrate
 from tests.conftest import SECRET, bearer
 from tests.upstreams import FakeCMC, FakeCoinAPI, make_trades
@@ -198,6 +202,19 @@ def test_over_large_body_is_413(app, in_headers, httpserver):
         headers={**in_headers, "Content-Type": "application/json"}, status=413,
     )  # fmt: skip
     assert resp.json["message"].startswith("Content Too Large")
+
+
+def test_a_body_of_unknown_length_from_a_server_that_cannot_end_it_is_411():
+    # Only a server that ends wsgi.input at the body's end says so (wsgi.input_terminated,
+    # as gunicorn does); from another, reading a chunked body could hang or misread.
+    env = falcon.testing.create_environ(
+        method="POST", headers={"Transfer-Encoding": "chunked"}, body=b"{}"
+    )
+    del env["CONTENT_LENGTH"]
+    assert "wsgi.input_terminated" not in env
+    with pytest.raises(LengthRequired):
+        LimitsMiddleware(4096, 1024).process_request(falcon.Request(env), falcon.Response())
+    # (Through gunicorn, which ends it, such bodies are read: tests/test_serving.py.)
 
 
 @pytest.mark.parametrize(
