@@ -13,7 +13,9 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+import requests
 
+from tests.conftest import SECRET, bearer, fresh_database
 from tests.hostile import (
     MIB,
     HostileServer,
@@ -26,6 +28,7 @@ from tests.hostile import (
     send,
     wide_csv_zip,
 )
+from tests.served import gunicorn
 from tests.test_hardening import stored_rows
 from tests.upstreams import FakeCMC, cmc_json, cmc_listing, ecb_xml, png
 
@@ -355,3 +358,35 @@ def test_values_the_database_cannot_hold_are_502_naming_upstream_and_field(
     name = {"coinapi": "CoinAPI", "binance": "Binance", "cmc": "CoinMarketCap", "ecb": "ECB"}
     assert_envelope(resp, 502, f"Bad Gateway: {name[source]}", words)
     assert stored_rows(conn) == 0
+
+
+# -- the same, as production serves it -------------------------------------------------
+
+
+def test_through_gunicorn_a_dripping_upstream_is_a_504_envelope_and_the_worker_lives(
+    server_url, hostile, tmp_path
+):
+    """The original finding: gunicorn killed the worker and sent its own HTML 500."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+    hostile.routes[COINAPI_PAGE] = drip(head, b"[" + b" " * 398 + b"]", 0.5)
+    with fresh_database(server_url, prefix="relay_served") as url:
+        env = {
+            "DATABASE_URL": url,
+            "RELAY_JWT_SECRET": SECRET,
+            "COINAPI_URL": hostile.url,
+            "RELAY_UPSTREAM_TIMEOUT": "1",
+        }
+        with gunicorn(env, tmp_path / "gunicorn.log") as server:
+            started = time.monotonic()
+            resp = requests.post(
+                f"{server.url}/relay-api/v1/relay-in/coinapi",
+                json={"symbols": ["BTC"]},
+                headers=bearer("relay:in"),
+                timeout=60,
+            )
+            assert time.monotonic() - started < 3 * 1 + 3  # three attempts of 1 s, and backoff
+            assert resp.status_code == 504
+            assert resp.json()["message"] == "Gateway Timeout: CoinAPI did not answer within 1 s"
+            assert resp.headers["X-Request-Id"]
+            assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+            assert "WORKER TIMEOUT" not in server.log_text()
