@@ -52,7 +52,7 @@ def storing(pool: ConnectionPool, upstream: str) -> Iterator[psycopg.Connection]
     try:
         with db.connection(pool) as conn:
             yield conn
-    except psycopg.DataError as exc:
+    except (psycopg.DataError, UnicodeEncodeError) as exc:
         raise UpstreamError(
             f"Bad Gateway: {upstream} sent a value the database cannot store ({type(exc).__name__})"
         ) from exc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 import uuid
@@ -245,8 +244,9 @@ def test_a_page_that_does_not_advance_is_502_not_a_loop(make_app, config, coinap
 def test_time_budget_stops_early_keeps_what_was_stored_and_says_so(
     make_app, config, coinapi, conn, in_headers
 ):
-    ticks = itertools.count(0, 15)  # each look at the clock is 15 s later
-    app = make_app(config, now=lambda: NOW, clock=lambda: float(next(ticks)))
+    # Each upstream answer takes the whole 20 s budget: one page fits in a call.
+    assert config.relay_in_budget_s == 20
+    app = make_app(config, now=lambda: NOW, clock=lambda: 20.0 * len(coinapi.requests))
     coinapi.add(BTC, make_trades(T0, 250))
 
     resp = app.get(URL, {"Symbol": "BTC"}, headers=in_headers, status=201)

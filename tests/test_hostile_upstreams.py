@@ -271,6 +271,87 @@ def test_logos_come_only_from_listed_hosts_and_only_as_images(
         named.stop()
 
 
+def test_a_backslash_in_a_redirect_cannot_take_the_key_to_another_port(
+    make_app, config, conn, in_headers, hostile, other_host
+):
+    """urlsplit reads the host after a backslash, urllib3 before it: never trust one parser."""
+    other_host.routes["/"] = lambda h: send(h, 200, b"[]")
+    smuggled = f"http://127.0.0.1:{other_host.port}\\@127.0.0.1:{hostile.port}/x"
+    hostile.routes[COINAPI_PAGE] = redirect(smuggled)
+    app = coinapi_app(make_app, config, hostile.url)
+    resp = relay_coinapi(app, in_headers, 502)
+    assert_envelope(resp, 502, "Bad Gateway: CoinAPI", "not followed")
+    assert other_host.requests == []
+    assert stored_rows(conn) == 0
+
+
+@pytest.mark.parametrize(
+    "location", ["http://[::1/x", "http://127.0.0.1:99999/x", "http://\u00e9xample/x", "\x01/x"]
+)
+def test_a_redirect_to_a_broken_url_is_502_not_500(
+    make_app, config, conn, in_headers, hostile, location
+):
+    hostile.routes[COINAPI_PAGE] = lambda h: send(
+        h, 302, b"", headers={"Location": location.encode("utf-8").decode("latin-1")}
+    )
+    app = coinapi_app(make_app, config, hostile.url)
+    resp = relay_coinapi(app, in_headers, 502)
+    assert_envelope(resp, 502, "Bad Gateway: CoinAPI")
+    assert stored_rows(conn) == 0
+
+
+def test_logo_urls_that_parse_two_ways_or_not_at_all_are_not_fetched(
+    make_app, config, conn, in_headers, hostile, other_host
+):
+    """SSRF by parser differential, and URLs that make a parser raise: failed, never a 500."""
+    cmc = FakeCMC()
+    try:
+        hostile.routes["/x.png"] = lambda h: send(h, 200, png(1), "image/png")
+        cmc.listings = [cmc_listing(i, f"Coin {i}", f"C{i}", i, "1") for i in range(1, 5)]
+        cmc.logos = {
+            1: f"http://127.0.0.1:{other_host.port}\\@127.0.0.1:{hostile.port}/x.png",
+            2: "http://[::1/x.png",
+            3: f"http://127.0.0.1:{hostile.port}/\ud800.png",
+            4: f"http://127.0.0.1:{hostile.port}/x.png",
+        }
+        listed = (f"127.0.0.1:{hostile.port}",)
+        app = make_app(
+            config.replace(cmc_url=cmc.url, cmc_api_key=cmc.key, cmc_logo_hosts=listed),
+            now=lambda: NOW,
+        )
+        resp = app.post("/relay-api/v1/relay-in/cmc", headers=in_headers, status=201)
+        # The surrogate URL is dropped as unusable before any fetch; the other two fail.
+        assert resp.json["data"]["logos"] == {"stored": 1, "failed": 2, "complete": False}
+        assert other_host.requests == []
+        assert hostile.paths() == ["/x.png"]
+    finally:
+        cmc.stop()
+
+
+def test_the_info_batches_stop_at_the_run_budget(make_app, config, conn, in_headers, hostile):
+    """Every upstream request ends by the run's deadline, however many are left to make."""
+    listings = [cmc_listing(i, f"Coin {i}", f"C{i}", i, "1") for i in range(1, 301)]
+    body = '{"status": {"error_code": 0}, "data": [' + ",".join(map(cmc_json, listings))
+    hostile.routes["/v1/cryptocurrency/listings/latest"] = lambda h: send(
+        h, 200, (body + "]}").encode()
+    )
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+    hostile.routes["/v2/cryptocurrency/info"] = drip(head, b" " * 400, 0.1)
+    app = make_app(
+        config.replace(
+            cmc_url=hostile.url, cmc_api_key="k", relay_in_budget_s=1.5, upstream_timeout_s=5
+        ),
+        now=lambda: NOW,
+    )
+    started = time.monotonic()
+    resp = app.post("/relay-api/v1/relay-in/cmc", headers=in_headers, status=201)
+    elapsed = time.monotonic() - started
+    # Before: each info batch took its own 5 s timeout, three attempts each (45 s).
+    assert elapsed < 1.5 + 1.5, f"took {elapsed:.1f} s on a 1.5 s budget"
+    assert resp.json["data"]["logos"]["complete"] is False
+    assert conn.execute("SELECT count(*) FROM coin").fetchone()[0] == 300
+
+
 def test_a_gzip_bomb_logo_is_refused(make_app, config, conn, in_headers, hostile):
     cmc = FakeCMC()
     try:
@@ -324,11 +405,13 @@ def kline(open_time="1640995200000", close="1.5") -> bytes:
         ("binance", KLINES, kline(close="1e999999"), "close is out of range"),
         ("binance", KLINES, kline(close="NaN"), "close is not finite"),
         ("cmc", "/v1/cryptocurrency/listings/latest", None, "name contains a NUL"),
+        ("cmc", "/v1/cryptocurrency/listings/latest", "\ud800", "slug is not valid Unicode"),
         ("ecb", "/eurofxref-daily.xml", None, "rate '1e999999' is out of range"),
     ],
     ids=[
         "coinapi-1e999999", "coinapi-NUL", "coinapi-year-9999", "coinapi-deep-nesting",
-        "binance-time-overflow", "binance-1e999999", "binance-NaN", "cmc-NUL", "ecb-1e999999",
+        "binance-time-overflow", "binance-1e999999", "binance-NaN", "cmc-NUL",
+        "cmc-lone-surrogate", "ecb-1e999999",
     ],
 )  # fmt: skip
 def test_values_the_database_cannot_hold_are_502_naming_upstream_and_field(
@@ -336,7 +419,10 @@ def test_values_the_database_cannot_hold_are_502_naming_upstream_and_field(
 ):
     if source == "cmc":
         listing = cmc_listing(1, "Bit\x00coin", "BTC", 1, "1")
-        body = ('{"status": {"error_code": 0}, "data": [' + cmc_json(listing) + "]}").encode()
+        if body:  # JSON's escape for a lone surrogate, which UTF-8 cannot carry
+            listing = cmc_listing(1, "Bitcoin", "BTC", 1, "1") | {"slug": "SLUG"}
+        text = cmc_json(listing).replace('"SLUG"', '"bit\\ud800coin"')
+        body = ('{"status": {"error_code": 0}, "data": [' + text + "]}").encode()
     if source == "ecb":
         body = ecb_xml({"2022-01-03": {"USD": "1e999999"}})
     hostile.routes[path] = lambda h: send(h, 200, body)

@@ -10,6 +10,7 @@ with a ``logo`` URL. Both take the key in ``X-CMC_PRO_API_KEY``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from relay.errors import UpstreamError
-from relay.sources.http import RETRY_STATUSES, UpstreamClient, json_body
+from relay.sources.http import DEFAULT_PORTS, RETRY_STATUSES, UpstreamClient, json_body, url_origin
 from relay.sources.numbers import (
     VALUE_ERRORS,
     exact_number,
@@ -150,26 +151,36 @@ class CMCSource:
         urls: dict[int, str] = {}
         for start in range(0, len(ids), INFO_BATCH):
             batch = ids[start : start + INFO_BATCH]
-            data = self._get(
-                "/v2/cryptocurrency/info",
-                {"id": ",".join(map(str, batch))},
-                deadline,
-                MAX_INFO_BYTES,
-            )
+            try:
+                data = self._get(
+                    "/v2/cryptocurrency/info",
+                    {"id": ",".join(map(str, batch))},
+                    deadline,
+                    MAX_INFO_BYTES,
+                )
+            except UpstreamError as exc:
+                if not urls:
+                    raise
+                # Out of time or refused: the logos of the batches we have are still worth it.
+                log.warning("cmc: logo info stopped after %d ids: %s", start, exc.message)
+                break
             if not isinstance(data, dict):
                 raise UpstreamError(f"Bad Gateway: {NAME} info data is not an object")
             for key, value in data.items():
                 entry = value[0] if isinstance(value, list) and value else value
                 logo = entry.get("logo") if isinstance(entry, dict) else None
-                if (
-                    isinstance(logo, str)
-                    and logo.startswith(("http://", "https://"))
+                if not isinstance(logo, str):
+                    continue
+                if not (
+                    logo.startswith(("http://", "https://"))
                     and len(logo) <= MAX_URL_LENGTH
+                    and logo.isascii()
+                    and logo.isprintable()
                 ):
-                    try:
-                        urls[int(key)] = logo
-                    except ValueError:
-                        continue
+                    log.warning("cmc: coin %s has an unusable logo URL", str(key)[:20])
+                    continue
+                with contextlib.suppress(ValueError):  # a key that is not an id
+                    urls[int(key)] = logo
         return urls
 
     def download_logo(self, url: str, *, deadline: float | None = None) -> Logo | None:
@@ -226,15 +237,11 @@ class LogoHosts:
         self._resolve = resolve
 
     def __call__(self, url: str) -> None:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
         try:
-            port = parts.port or _DEFAULT_PORTS.get(scheme)
-        except ValueError:
-            port = None
-        if scheme not in _DEFAULT_PORTS or not host or port is None:
-            raise UpstreamError("logo URL is not an http(s) URL with a host")
-        default = port == _DEFAULT_PORTS[scheme]
+            scheme, host, port = url_origin(url)
+        except ValueError as exc:
+            raise UpstreamError(f"logo URL refused: {exc}") from None
+        default = port == DEFAULT_PORTS[scheme]
         if not self._listed(host, port, default):
             raise UpstreamError(f"logo host {host[:100]}:{port} is not in CMC_LOGO_HOSTS")
         try:
@@ -250,9 +257,6 @@ class LogoHosts:
 
     def _listed(self, host: str, port: int, default: bool) -> bool:
         return (host, port) in self._entries or (default and (host, None) in self._entries)
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _number(value: Any, what: str) -> Decimal | None:

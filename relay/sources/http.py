@@ -11,6 +11,12 @@ answer (headers and body; a watchdog shuts the socket when it passes, so a
 server dripping a byte at a time cannot outlast it), and where it may lead
 (redirects are followed only where the request's guard allows: by default
 the same scheme, host and port, so an API key never travels elsewhere).
+
+A URL is judged by ``url_origin``, which takes only plain ASCII http(s) URLs
+and reads each with both the standard library's parser and urllib3's (what
+requests connects with): a URL the two read differently, such as one with a
+backslash before an ``@``, is refused rather than guarded by one reading and
+fetched by the other.
 """
 
 from __future__ import annotations
@@ -50,8 +56,17 @@ READ_CHUNK = 64 * 1024
 ACCEPT_ENCODING = "gzip, deflate"
 
 
-class OutOfTime(Exception):
-    """The next upstream request could only start after the run's deadline."""
+DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_URL_LENGTH = 2000
+
+
+class OutOfTime(UpstreamTimeout):
+    """The next upstream request could only start after the run's deadline.
+
+    Paged runs catch it and report what they stored; elsewhere it is a 504.
+    """
+
+    message = "Gateway Timeout: the relay-in's time budget was spent before the upstream answered"
 
 
 class Reply:
@@ -80,26 +95,47 @@ class Reply:
 Guard = Callable[[str], None]
 
 
+def url_origin(url: str) -> tuple[str, str, int]:
+    """The scheme, host and port that a request for ``url`` connects to.
+
+    Raises ValueError unless ``url`` is a plain ASCII http(s) URL with a host
+    that the standard library and urllib3 both read the same way.
+    """
+    if len(url) > MAX_URL_LENGTH or not url.isascii() or not url.isprintable():
+        raise ValueError("not a plain ASCII URL")
+    if "\\" in url or " " in url:
+        raise ValueError("a backslash or space in a URL")
+    parts = urlsplit(url)  # ValueError for a broken IPv6 literal
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ValueError("not an http(s) URL")
+    host = (parts.hostname or "").lower()
+    port = parts.port or DEFAULT_PORTS[scheme]  # ValueError for a port out of range
+    try:
+        theirs = urllib3.util.parse_url(url)
+    except urllib3.exceptions.LocationParseError:
+        raise ValueError("a URL urllib3 cannot read") from None
+    if not host or (
+        (theirs.host or "").lower().strip("[]"),
+        theirs.port or DEFAULT_PORTS[scheme],
+    ) != (host, port):
+        raise ValueError("a URL that reads as two different hosts")
+    return scheme, host, port
+
+
 def same_origin(first_url: str) -> Guard:
     """A guard that lets a request go only where ``first_url`` went: scheme, host and port."""
-    origin = _origin(first_url)
+    origin = url_origin(first_url)
 
     def guard(url: str) -> None:
-        if _origin(url) != origin:
-            host = urlsplit(url).hostname or "?"
-            raise UpstreamError(f"redirected to another host ({host[:100]}); not followed")
+        try:
+            target = url_origin(url)
+        except ValueError as exc:
+            raise UpstreamError(f"redirected to {exc}; not followed") from None
+        if target != origin:
+            raise UpstreamError(f"redirected to another host ({target[1][:100]}); not followed")
 
     return guard
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    except ValueError:
-        port = -1
-    return scheme, (parts.hostname or "").lower(), port
 
 
 class UpstreamClient:
@@ -149,16 +185,20 @@ class UpstreamClient:
 
         Raises UpstreamTimeout or UpstreamError when every attempt failed.
         """
-        guard = guard or same_origin(url)
+        if guard is None:
+            try:
+                guard = same_origin(url)
+            except ValueError as exc:
+                raise UpstreamError(f"Bad Gateway: {self.name} URL is refused ({exc})") from None
         attempt = 0
         while True:
             attempt += 1
-            timeout = self.timeout_s
+            timeout = self._time_for_attempt(deadline)
             try:
-                resp = self._attempt(url, params, headers, max_bytes, guard)
+                resp = self._attempt(url, params, headers, max_bytes, guard, timeout)
             except _TooSlow as exc:
                 failure: UpstreamError = UpstreamTimeout(
-                    f"Gateway Timeout: {self.name} did not answer within {timeout:g} s"
+                    f"Gateway Timeout: {self.name} did not answer within {timeout:.3g} s"
                 )
                 failure.__cause__ = exc.__cause__
                 wait = self._backoff(attempt)
@@ -194,29 +234,45 @@ class UpstreamClient:
             log.info("%s: attempt %d failed, retrying in %.2f s", self.name, attempt, wait)
             self._sleep(wait)
 
-    def _attempt(self, url, params, headers, max_bytes: int, guard: Guard) -> Reply:
+    def _time_for_attempt(self, deadline: float | None) -> float:
+        """The attempt's own timeout, cut to what is left before ``deadline``."""
+        if deadline is None:
+            return self.timeout_s
+        left = deadline - self.clock()
+        if left <= 0:
+            raise OutOfTime()
+        return min(self.timeout_s, left)
+
+    def _attempt(self, url, params, headers, max_bytes: int, guard: Guard, timeout: float) -> Reply:
         """One attempt, redirects included, under one wall-clock deadline."""
         headers = {"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
-        with _Watch(self.timeout_s) as watch:
+        with _Watch(timeout) as watch:
             for _ in range(MAX_REDIRECTS + 1):
                 try:
                     guard(url)
                 except UpstreamError as exc:
                     raise _Refused(exc.message) from None
-                reply = self._fetch(watch, url, params, headers, max_bytes)
+                reply = self._fetch(watch, url, params, headers, max_bytes, timeout)
                 location = reply.headers.get("Location")
                 if reply.status_code not in REDIRECT_STATUSES or not location:
                     return reply
-                url, params = urljoin(url, location), None
+                try:
+                    # urljoin would quietly drop control characters; a Location with
+                    # them is not a URL we follow.
+                    if not (location.isascii() and location.isprintable()):
+                        raise ValueError(location)
+                    url, params = urljoin(url, location), None
+                except ValueError:
+                    raise _Refused("redirected to a URL that does not parse") from None
             raise _Refused(f"redirected more than {MAX_REDIRECTS} times")
 
-    def _fetch(self, watch: _Watch, url, params, headers, max_bytes: int) -> Reply:
+    def _fetch(self, watch: _Watch, url, params, headers, max_bytes: int, timeout: float) -> Reply:
         try:
             resp = self.session.get(
                 url,
                 params=params,
                 headers=headers,
-                timeout=self.timeout_s,
+                timeout=timeout,
                 stream=True,
                 allow_redirects=False,
             )
@@ -230,6 +286,9 @@ class UpstreamClient:
             if isinstance(exc, requests.RequestException):
                 raise
             raise _Refused(f"sent a broken answer ({type(exc).__name__})") from exc
+        except ValueError as exc:
+            # requests reads a redirect's Location even when not following it.
+            raise _Refused(f"sent an answer that does not parse ({exc})") from exc
         if watch.expired:
             raise _TooSlow()
         return Reply(resp.status_code, resp.headers, content, resp.url)

@@ -57,7 +57,10 @@ def whole_number(value: Any, what: str, high: int = 2**63 - 1) -> int:
 
 
 def plain_text(value: Any, what: str, max_length: int = 200) -> str:
-    """A non-empty string PostgreSQL can store (no NUL), at most ``max_length`` long."""
+    """A non-empty string PostgreSQL can store, at most ``max_length`` long.
+
+    No NUL (PostgreSQL's text refuses it) and no lone surrogate (UTF-8 cannot carry it).
+    """
     if not isinstance(value, str):
         raise TypeError(f"{what} is not a string")
     if not value:
@@ -66,6 +69,10 @@ def plain_text(value: Any, what: str, max_length: int = 200) -> str:
         raise ValueError(f"{what} is longer than {max_length} characters")
     if "\x00" in value:
         raise ValueError(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: JSON's "\ud800" escape allows it
+        raise ValueError(f"{what} is not valid Unicode") from None
     return value
 
 
