@@ -12,11 +12,16 @@ Worse, a new connection holds a thread for up to 5 s while gthread waits for its
 - ``handle`` reads what a connection has without waiting (``MSG_DONTWAIT``) and keeps it,
   handing the connection back to gthread's poller (the ``_DEFER`` path, which holds no
   thread) until the whole request is in: the head, and a body of known length or a chunked
-  body up to the body limit. Only then does a thread parse and serve it, from memory.
+  body up to the body limit. Only then does a thread parse and serve it, from memory, so
+  no thread ever waits on a client's bytes.
 - a request gets ``READ_TIMEOUT_S`` from its first byte (a new connection: from accept) to
-  arrive; then the connection is closed. A head over ``MAX_HEAD_BYTES`` is a 431.
+  arrive; then the connection is closed. A head over ``MAX_HEAD_BYTES`` is a 431, a body
+  declared or framed over the body limit a 413, at once and without reading it.
 - closing waits for the client in the poller instead of blocking the main loop.
 - at the connection limit, the oldest idle kept-alive connection makes room for a new one.
+
+And gunicorn's own refusals (an over-long request line, too many or too long header
+fields, a malformed request) are answered in the API's JSON envelope, not HTML.
 
 What it keeps per connection is bounded: ``MAX_HEAD_BYTES`` plus twice the body limit.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import selectors
 import socket
 import time
@@ -39,6 +45,7 @@ from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 from relay.config import server_settings
+from relay.middleware import new_id
 
 READ_TIMEOUT_S = 10.0
 MAX_HEAD_BYTES = 32 * 1024
@@ -51,20 +58,20 @@ _MAX_CHUNK_LINE = 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def _refusal(status: str, message: str) -> bytes:
-    code = status.split()[0]
-    body = f'{{"code": {code}, "message": "{message}", "data": {{}}}}'.encode()
+def refusal(code: int, reason: str, message: str) -> bytes:
+    """A whole answer in the API's envelope, closing the connection."""
+    body = json.dumps({"code": code, "message": message, "data": {}}).encode()
     return (
-        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nX-Request-Id: {new_id()}\r\n"
+        "Connection: close\r\n\r\n"
     ).encode() + body
 
 
-HEAD_TOO_LARGE = _refusal(
-    "431 Request Header Fields Too Large",
-    f"Request Header Fields Too Large: the head exceeds {MAX_HEAD_BYTES} bytes",
-)
-BODY_TOO_LARGE = _refusal("413 Content Too Large", "Content Too Large: chunked framing too large")
+def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's ``util.write_error`` (its HTML error page), answering in our envelope."""
+    message = f"{reason}: {mesg}" if mesg else reason
+    util.write_nonblock(sock, refusal(status_int, reason, message[:300]))
 
 
 class Verdict(enum.Enum):
@@ -72,15 +79,16 @@ class Verdict(enum.Enum):
     CONTINUE = "continue"  # the head is in; the client waits for 100 Continue to send the body
     READY = "ready"  # a thread can serve it (or gunicorn refuse it) without waiting
     HEAD_TOO_LARGE = "head too large"
-    BODY_TOO_LARGE = "body too large"
+    BODY_TOO_LARGE = "body too large"  # declared or framed over the limit
+    FRAMING_TOO_LARGE = "framing too large"  # more chunked framing than a body may have
 
 
 def judge(data: bytes, body_limit: int) -> Verdict:
     """Say whether ``data``, the start of a connection's next request, can be served yet.
 
     Anything malformed is READY: gunicorn's parser refuses it from what is there, at
-    once. Bodies over ``body_limit`` are READY as soon as that is known: the app refuses
-    them (413) after reading at most the limit, which is then in memory.
+    once. A body over ``body_limit`` is refused as soon as its length or a chunk size
+    says so, before its bytes arrive.
     """
     start = 2 if data.startswith(b"\r\n") else 0  # one empty line may precede a request
     end = data.find(b"\r\n\r\n", start)
@@ -103,14 +111,18 @@ def judge(data: bytes, body_limit: int) -> Verdict:
         if lengths or last != b"chunked":
             return Verdict.READY  # refused by gunicorn (smuggling, unknown coding)
         verdict = _chunked(data, body, body_limit)
-        if verdict is Verdict.WAIT and len(data) > MAX_HEAD_BYTES + 2 * body_limit:
+        if verdict is Verdict.WAIT and len(data) >= MAX_HEAD_BYTES + 2 * body_limit:
             # Framing that costs more than the data it frames is not a body, it is a drip.
-            return Verdict.BODY_TOO_LARGE
+            return Verdict.FRAMING_TOO_LARGE
+        if verdict is not Verdict.WAIT:
+            return verdict
     elif lengths:
         if len(lengths) != 1 or not lengths[0].isdigit():
             return Verdict.READY
         length = int(lengths[0])
-        if length > body_limit or len(data) - body >= length:
+        if length > body_limit:
+            return Verdict.BODY_TOO_LARGE
+        if len(data) - body >= length:
             return Verdict.READY
         verdict = Verdict.WAIT
     else:
@@ -123,7 +135,7 @@ def judge(data: bytes, body_limit: int) -> Verdict:
 
 
 def _chunked(data: bytes, pos: int, body_limit: int) -> Verdict:
-    """Walk a chunked body from ``pos``: READY once it ended or passed the limit."""
+    """Walk a chunked body from ``pos``: READY once it ended, BODY_TOO_LARGE past the limit."""
     decoded = 0
     while True:
         line_end = data.find(b"\r\n", pos)
@@ -144,7 +156,7 @@ def _chunked(data: bytes, pos: int, body_limit: int) -> Verdict:
             return Verdict.WAIT
         decoded += size
         if decoded > body_limit:
-            return Verdict.READY
+            return Verdict.BODY_TOO_LARGE
         if len(data) < pos + size + 2:
             return Verdict.WAIT
         pos += size + 2
@@ -182,6 +194,29 @@ class RelayWorker(ThreadWorker):
         self.max_buffered = MAX_HEAD_BYTES + 2 * self.body_limit
         self.lingering: dict = {}  # conn -> None, oldest first (all linger equally long)
         self._next_expiry = 0.0
+        self.refusals = {
+            Verdict.HEAD_TOO_LARGE: (
+                431,
+                "Request Header Fields Too Large",
+                f"Request Header Fields Too Large: the head exceeds {MAX_HEAD_BYTES} bytes",
+            ),
+            Verdict.BODY_TOO_LARGE: (
+                413,
+                "Content Too Large",
+                f"Content Too Large: the body exceeds {self.body_limit} bytes",
+            ),
+            Verdict.FRAMING_TOO_LARGE: (
+                413,
+                "Content Too Large",
+                f"Content Too Large: the chunked framing exceeds {2 * self.body_limit} bytes",
+            ),
+        }
+
+    def init_process(self):
+        # gunicorn answers what its parser refuses with util.write_error's HTML page; this
+        # process serves only our API, so its refusals speak the API's envelope too.
+        util.write_error = write_error
+        super().init_process()
 
     # -- reading a request without a thread waiting for it ---------------------------------
 
@@ -203,6 +238,8 @@ class RelayWorker(ThreadWorker):
                 pending.data += conn.parser.unreader.take_buffered()
         ended = self._take(conn.sock, pending.data)
         verdict = judge(bytes(pending.data), self.body_limit)
+        if verdict in (Verdict.WAIT, Verdict.CONTINUE) and len(pending.data) >= self.max_buffered:
+            verdict = Verdict.FRAMING_TOO_LARGE  # full, and still not a whole request
         if verdict is Verdict.READY:
             conn.relay_pending = None
             data = bytes(pending.data)
@@ -210,9 +247,8 @@ class RelayWorker(ThreadWorker):
             conn.parser.unreader.unread(without_expect(data) if pending.continued else data)
             conn.data_ready = True
             return super().handle(conn)
-        if verdict is Verdict.HEAD_TOO_LARGE or verdict is Verdict.BODY_TOO_LARGE:
-            refusal = HEAD_TOO_LARGE if verdict is Verdict.HEAD_TOO_LARGE else BODY_TOO_LARGE
-            self._send(conn.sock, refusal)
+        if verdict in self.refusals:
+            self._send(conn.sock, refusal(*self.refusals[verdict]))
             return False
         if ended or now >= pending.deadline:
             return False

@@ -6,6 +6,7 @@ These run the real gunicorn with gunicorn.conf.py (tests/served.py), on 127.0.0.
 from __future__ import annotations
 
 import contextlib
+import json
 import selectors
 import socket
 import threading
@@ -219,6 +220,50 @@ def test_a_head_too_large_is_431_and_a_malformed_one_is_refused_at_once(served):
     assert answer.startswith(b"HTTP/1.1 400") and time.monotonic() - started < 2
 
 
+def test_a_body_declared_or_framed_over_the_limit_is_413_before_it_is_sent(served):
+    """No thread waits for a body it would refuse: the 413 comes while the client still
+    has all of it to send, and the client hanging up after costs no error."""
+    token = bearer("relay:in")["Authorization"].encode()
+    head = b"POST /relay-api/v1/relay-in/coinapi HTTP/1.1\r\nHost: t\r\nAuthorization: " + token
+    for framing in (
+        b"\r\nContent-Length: 1000000000\r\n\r\n{",
+        b"\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n{",
+    ):
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+            sock.sendall(head + framing)
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+        assert b"X-Request-Id: " in answer
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        assert json.loads(body) == {
+            "code": 413, "message": "Content Too Large: the body exceeds 65536 bytes", "data": {},
+        }  # fmt: skip
+    health = requests.get(f"{served.url}/health", timeout=5)
+    assert health.status_code == 200
+    assert "NoMoreData" not in served.log_text() and "Traceback" not in served.log_text()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+        (b"GET /health HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /health HTTP/1.1\r\n" + b"X-Many: m\r\n" * 120 + b"\r\n", 431),
+        (b"G(T /health HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"GET /health HTTP/3.0\r\nHost: t\r\n\r\n", 400),
+    ],
+    ids=["long-request-line", "long-field", "many-fields", "bad-method", "bad-version"],
+)
+def test_what_gunicorn_refuses_is_refused_in_our_envelope(served, request_bytes, status):
+    answer = exchange(served.port, [request_bytes])
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d" % status), head[:80]
+    assert b"content-type: application/json" in head.lower()
+    assert b"x-request-id: " in head.lower()
+    envelope = json.loads(body)
+    assert envelope["code"] == status and envelope["data"] == {} and envelope["message"]
+
+
 def test_it_listens_on_loopback_only_when_told(served):
     assert listening_addresses(served.port) == {"127.0.0.1"}
 
@@ -279,6 +324,13 @@ def test_an_oversized_chunked_body_is_413(served, httpserver):
 GET = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
 POST = b"POST /x HTTP/1.1\r\nHost: t\r\n"
 PADDED_CHUNK = b"1;" + b"e" * 900 + b"\r\na\r\n"  # one byte of body, 907 of framing
+_CHUNKED = POST + b"Transfer-Encoding: chunked\r\n\r\n"
+_FULL = serving.MAX_HEAD_BYTES + 2 * 1024
+EXACTLY_FULL = (
+    _CHUNKED
+    + PADDED_CHUNK * ((_FULL - len(_CHUNKED)) // len(PADDED_CHUNK))
+    + b"1;" + b"e" * ((_FULL - len(_CHUNKED)) % len(PADDED_CHUNK) - 2)
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -291,7 +343,8 @@ PADDED_CHUNK = b"1;" + b"e" * 900 + b"\r\na\r\n"  # one byte of body, 907 of fra
         (GET + GET[:10], "READY"),  # the next pipelined request is its own business
         (POST + b"Content-Length: 5\r\n\r\nabc", "WAIT"),
         (POST + b"Content-Length: 5\r\n\r\nabcde", "READY"),
-        (POST + b"Content-Length: 2000\r\n\r\n", "READY"),  # over the limit: the app says 413
+        (POST + b"Content-Length: 2000\r\n\r\n", "BODY_TOO_LARGE"),  # refused unread
+        (POST + b"Content-Length: 2000\r\nExpect: 100-continue\r\n\r\n", "BODY_TOO_LARGE"),
         (POST + b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n", "CONTINUE"),
         (POST + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\n", "READY"),  # gunicorn: 400
         (POST + b"Content-Length: x\r\n\r\n", "READY"),
@@ -301,7 +354,11 @@ PADDED_CHUNK = b"1;" + b"e" * 900 + b"\r\na\r\n"  # one byte of body, 907 of fra
         (POST + b"Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n", "READY"),
         (POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", "READY"),  # gunicorn: 400
         (POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"400\r\n" + b"a" * 1024, "WAIT"),
-        (POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"401\r\n", "READY"),  # over the limit
+        (POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"401\r\n", "BODY_TOO_LARGE"),
+        (
+            POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"3\r\nabc\r\nffffff\r\n",
+            "BODY_TOO_LARGE",
+        ),
         (POST + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", "READY"),
         (POST + b"Transfer-Encoding: gzip\r\n\r\n", "READY"),  # gunicorn: 501
         (b"GET /health HTTP/1.1\nHost: t\n", "READY"),  # bare LF: gunicorn 400
@@ -311,15 +368,18 @@ PADDED_CHUNK = b"1;" + b"e" * 900 + b"\r\na\r\n"  # one byte of body, 907 of fra
         (POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * 700 + b"2\r\n", "WAIT"),
         (
             POST + b"Transfer-Encoding: chunked\r\n\r\n" + PADDED_CHUNK * 40 + b"2\r\n",
-            "BODY_TOO_LARGE",
+            "FRAMING_TOO_LARGE",
         ),
-        (POST + b"Transfer-Encoding: chunked\r\n\r\n" + PADDED_CHUNK * 40, "BODY_TOO_LARGE"),
+        (POST + b"Transfer-Encoding: chunked\r\n\r\n" + PADDED_CHUNK * 40, "FRAMING_TOO_LARGE"),
+        # exactly as much as the worker buffers, and still no whole request: refused, not
+        # waited on (the worker reads no more, so waiting would spin until the deadline)
+        (EXACTLY_FULL, "FRAMING_TOO_LARGE"),
     ],
 )
 def test_judge_serves_a_request_only_once_all_of_it_is_in(data, verdict):
     limit = 1024
-    if verdict == "BODY_TOO_LARGE":
-        assert len(data) > serving.MAX_HEAD_BYTES + 2 * limit
+    if verdict == "FRAMING_TOO_LARGE":
+        assert len(data) >= serving.MAX_HEAD_BYTES + 2 * limit
     assert serving.judge(data, limit) is serving.Verdict[verdict]
 
 
