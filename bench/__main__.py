@@ -24,8 +24,8 @@ from pathlib import Path
 import psycopg
 
 from bench import harness
-from relay.sources.binance import parse_klines
-from relay.sources.coinapi import parse_trades
+from relay.sources.binance.client import parse_klines
+from relay.sources.coinapi.client import parse_trades
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BTC = "BITSTAMP_SPOT_BTC_USD"

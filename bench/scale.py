@@ -23,7 +23,7 @@ from relay import auth, db
 from relay.app import create_app
 from relay.config import Config
 from relay.migrate import migrate
-from relay.store import candles
+from relay.sources.binance import store as candles
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnop"
 SYMBOLS = ("ADABTC", "ADAUSDT", "BTCUSDT")

@@ -23,7 +23,7 @@ from relay.changes import AnswerCache, Changes
 from relay.coins import Coins
 from relay.config import Config
 from relay.fx import FX
-from relay.ingest import BinanceRelayIn, CMCRelayIn, CoinAPIRelayIn, ECBRelayIn, utcnow
+from relay.ingest import utcnow
 from relay.middleware import (
     KnownParametersMiddleware,
     LimitsMiddleware,
@@ -45,7 +45,14 @@ from relay.resources.markets import (
 from relay.resources.relay_in import RelayInResource, RunsResource, SourceRelayInResource
 from relay.resources.relay_out import RecordsResource
 from relay.runs import Ledger
-from relay.sources import binance, cmc, coinapi, ecb
+from relay.sources.binance import client as binance
+from relay.sources.binance.relay_in import BinanceRelayIn
+from relay.sources.cmc import client as cmc
+from relay.sources.cmc.relay_in import CMCRelayIn
+from relay.sources.coinapi import client as coinapi
+from relay.sources.coinapi.relay_in import CoinAPIRelayIn
+from relay.sources.ecb import client as ecb
+from relay.sources.ecb.relay_in import ECBRelayIn
 from relay.sources.http import UpstreamClient, new_session
 
 log = logging.getLogger(__name__)

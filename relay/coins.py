@@ -11,7 +11,7 @@ from psycopg_pool import ConnectionPool
 
 from relay import db
 from relay.errors import NotFound
-from relay.store import coins as coin_store
+from relay.sources.cmc import store as coin_store
 
 SEARCH_LIMIT = 20
 LOGO_ROUTE = "/relay-api/v1/relay-out/assets/{symbol}/logo"

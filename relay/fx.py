@@ -13,7 +13,7 @@ from psycopg_pool import ConnectionPool
 from relay import db
 from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound
-from relay.store import rates as rate_store
+from relay.sources.ecb import store as rate_store
 
 FIRST_PUBLISHED = date(1999, 1, 4)
 MAX_SERIES_DAYS = 366

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psycopg
 
+from relay.sources.cmc import store as coin_store
 from relay.sources.numbers import exact_number
-from relay.store import coins as coin_store
 
 REQUIRED = ("name", "symbol", "date", "close")
 NUMBERS = ("open", "high", "low", "close", "volume", "marketcap")

@@ -10,7 +10,7 @@ from psycopg_pool import ConnectionPool
 
 from relay import db
 from relay.errors import BadRequest, NotFound, Unprocessable
-from relay.store import candles as candle_store
+from relay.sources.binance import store as candle_store
 
 DAY = timedelta(hours=24)
 # Money results are rounded half-to-even to 8 decimal places (Binance's own

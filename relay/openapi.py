@@ -12,7 +12,7 @@ from typing import Any
 from relay.coins import SYMBOL as COIN_SYMBOL
 from relay.markets import INTERVALS
 from relay.params import RANGE_TEXT
-from relay.store.coins import DASHBOARD_ORDER
+from relay.sources.cmc.store import DASHBOARD_ORDER
 
 API = "/relay-api/v1"
 DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "description": "exact decimal"}

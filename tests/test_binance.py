@@ -11,7 +11,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from relay.store import candles as candle_store
+from relay.sources.binance import store as candle_store
 from tests.upstreams import FIXTURES, FakeBinance, make_klines, make_ticker
 
 IN = "/relay-api/v1/relay-in/binance"
@@ -414,7 +414,7 @@ def test_symbols_lists_each_symbol_held_once_in_order(app, binance, in_headers, 
 
 
 def test_a_straight_copy_that_meets_a_stored_minute_falls_back_to_the_upsert(conn, database_url):
-    from relay.sources.binance import parse_klines
+    from relay.sources.binance.client import parse_klines
 
     fetched = T0 + timedelta(hours=3)
     first = parse_klines(make_klines(T0, 3))
@@ -436,7 +436,7 @@ def test_a_straight_copy_that_meets_a_stored_minute_falls_back_to_the_upsert(con
 def test_tiny_zero_and_long_decimals_keep_every_digit_on_either_path(
     conn, database_url, stored_before
 ):
-    from relay.sources.binance import parse_klines
+    from relay.sources.binance.client import parse_klines
 
     kline = make_klines(T0, 1)[0]
     kline[1:6] = ["0.00000001", "123456789012345678.123456789012", "0.00000000", "1E-8", "0"]

@@ -18,7 +18,7 @@ import pytest
 from werkzeug import Response
 
 from relay.history import import_history
-from relay.store import coins as coin_store
+from relay.sources.cmc import store as coin_store
 from tests.upstreams import FIXTURES, FakeCMC, cmc_listing, png
 
 IN = "/relay-api/v1/relay-in/cmc"

@@ -13,8 +13,8 @@ import pytest
 from werkzeug import Response
 
 from relay import db
-from relay.sources.coinapi import Trade, parse_trades
-from relay.store import trades as trade_store
+from relay.sources.coinapi import store as trade_store
+from relay.sources.coinapi.client import Trade, parse_trades
 from tests.upstreams import FakeCoinAPI, make_trades, recorded_kraken_trades
 
 BTC = "BITSTAMP_SPOT_BTC_USD"

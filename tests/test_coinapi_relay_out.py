@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from relay.store import trades as trade_store
+from relay.sources.coinapi import store as trade_store
 from tests.upstreams import FakeCoinAPI, make_trades, recorded_kraken_trades
 
 NOW = datetime(2022, 1, 1, 12, tzinfo=UTC)

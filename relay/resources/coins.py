@@ -8,7 +8,7 @@ from relay import caching, params
 from relay.changes import AnswerCache
 from relay.coins import SYMBOL, Coins, servable
 from relay.errors import BadRequest
-from relay.store.coins import DASHBOARD_ORDER
+from relay.sources.cmc.store import DASHBOARD_ORDER
 
 MAX_IDS = 200
 

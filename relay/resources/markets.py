@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from relay import caching, markets, params
 from relay.changes import AnswerCache
 from relay.errors import BadRequest
-from relay.sources.binance import resolve_symbol
+from relay.sources.binance.client import resolve_symbol
 
 MAX_VALUE = Decimal("1e15")
 MAX_VALUE_DECIMALS = 18

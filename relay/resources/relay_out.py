@@ -5,8 +5,8 @@ from __future__ import annotations
 from relay import caching, params
 from relay.changes import AnswerCache
 from relay.errors import NotFound
-from relay.sources.coinapi import resolve_symbol
-from relay.store import trades
+from relay.sources.coinapi import store as trades
+from relay.sources.coinapi.client import resolve_symbol
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from relay import db
 from relay.changes import announce
-from relay.sources.cmc import Coin, Logo
+from relay.sources.cmc.client import Coin, Logo
 
 CREATE_COIN_STAGE = """
     CREATE TEMP TABLE IF NOT EXISTS coin_stage (

@@ -13,7 +13,7 @@ import psycopg
 from relay import db
 from relay.changes import announce
 from relay.errors import BadRequest
-from relay.sources.coinapi import Trade
+from relay.sources.coinapi.client import Trade
 
 # The ends of every range, so one static query (and one plan) serves all
 # combinations of optional start, end and cursor.

@@ -10,7 +10,7 @@ import psycopg
 
 from relay import db
 from relay.changes import announce
-from relay.sources.ecb import Rate
+from relay.sources.ecb.client import Rate
 
 NEWEST_DAY = "SELECT max(day) FROM ecb_rate"
 FIRST_DAY = "SELECT min(day) FROM ecb_rate"

@@ -1,0 +1,1 @@
+"""The binance source: its client, its SQL and its relay-in."""

@@ -1,0 +1,1 @@
+"""The cmc source: its client, its SQL and its relay-in."""

@@ -1,0 +1,93 @@
+"""CoinMarketCap's relay-in: a listings snapshot, then missing logos."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from psycopg_pool import ConnectionPool
+
+from relay import db
+from relay.errors import UpstreamError
+from relay.ingest import RunResult, storing, utcnow
+from relay.sources.cmc import client as cmc
+from relay.sources.cmc import store as coin_store
+from relay.sources.cmc.client import CMCSource
+
+log = logging.getLogger(__name__)
+
+
+class CMCRelayIn:
+    """Take one CoinMarketCap listings snapshot, then logos for coins that lack one.
+
+    The snapshot (coins, quotes and today's daily row) is one transaction.
+    Logos come after, each on its own, within what is left of the time
+    budget: a logo that fails is logged and tried again next run, and never
+    fails the snapshot.
+    """
+
+    name = "cmc"
+    upstream = cmc.NAME
+    concern = "coins"
+    takes_symbols = False
+    LOGOS_PER_RUN = 500
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        source: CMCSource,
+        *,
+        budget_s: float,
+        now: Callable[[], datetime] = utcnow,
+        clock: Callable[[], float] = time.monotonic,
+        uuidgen: Callable[[], uuid.UUID] = uuid.uuid4,
+    ):
+        self.pool = pool
+        self.source = source
+        self.budget_s = budget_s
+        self.now = now
+        self.clock = clock
+        self.uuidgen = uuidgen
+
+    def run(self, symbols: Sequence[str] = ()) -> RunResult:
+        deadline = self.clock() + self.budget_s
+        coins = self.source.listings(deadline=deadline)
+        snapshot = self.uuidgen()
+        with storing(self.pool, self.upstream) as conn:
+            stored = coin_store.store_snapshot(conn, snapshot, self.now(), coins)
+        result = RunResult()
+        result.add("listings", stored)
+        result.details = {"snapshot": str(snapshot), "logos": self._logos(deadline)}
+        return result
+
+    def _logos(self, deadline: float) -> dict:
+        stored = failed = 0
+        with db.connection(self.pool) as conn:
+            missing = coin_store.coins_without_logo(conn, self.LOGOS_PER_RUN)
+        if not missing:
+            return {"stored": 0, "failed": 0, "complete": True}
+        try:
+            urls = self.source.logo_urls(missing, deadline=deadline)
+        except UpstreamError as exc:
+            log.warning("cmc: logo info failed: %s", exc.message)
+            return {"stored": 0, "failed": len(missing), "complete": False}
+        for cmc_id, url in urls.items():
+            if self.clock() >= deadline:
+                break
+            with db.connection(self.pool) as conn:
+                logo_id = coin_store.logo_for_url(conn, url)
+            if logo_id is None:
+                logo = self.source.download_logo(url, deadline=deadline)
+                if logo is None:
+                    failed += 1
+                    continue
+                with storing(self.pool, self.upstream) as conn:
+                    logo_id = coin_store.store_logo(conn, logo)
+            with db.connection(self.pool) as conn:
+                coin_store.set_logo(conn, cmc_id, logo_id)
+            stored += 1
+        # complete: every coin that lacked a logo has one now
+        return {"stored": stored, "failed": failed, "complete": stored == len(missing)}

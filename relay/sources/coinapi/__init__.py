@@ -1,0 +1,1 @@
+"""The coinapi source: its client, its SQL and its relay-in."""

@@ -1,0 +1,1 @@
+"""The ecb source: its client, its SQL and its relay-in."""
