@@ -45,9 +45,7 @@ def main() -> None:
     with harness.postgres() as server_url:
         url = harness.fresh_database(server_url)
         pool = db.make_pool(url, open=True)
-        config = Config(
-            database_url=url,
-            jwt_secrets=(harness.SECRET,),
+        config = Config(database_url=url, jwt_secrets=(harness.SECRET,)).replace(
             coinapi_url=pages.url,
             coinapi_page_limit=10_000,
             coinapi_backfill_hours=7,

@@ -45,15 +45,9 @@ from relay.resources.markets import (
 from relay.resources.relay_in import RelayInResource, RunsResource, SourceRelayInResource
 from relay.resources.relay_out import RecordsResource
 from relay.runs import Ledger
-from relay.sources.binance import client as binance
-from relay.sources.binance.relay_in import BinanceRelayIn
-from relay.sources.cmc import client as cmc
-from relay.sources.cmc.relay_in import CMCRelayIn
-from relay.sources.coinapi import client as coinapi
-from relay.sources.coinapi.relay_in import CoinAPIRelayIn
-from relay.sources.ecb import client as ecb
-from relay.sources.ecb.relay_in import ECBRelayIn
 from relay.sources.http import UpstreamClient, new_session
+from relay.sources.registry import SOURCES
+from relay.sources.source import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -107,55 +101,17 @@ def create_app(
             name, timeout_s=config.upstream_timeout_s, session=session, sleep=sleep, clock=clock
         )
 
-    # Every relay-in shares the time budget and the clocks.
-    timing = {"budget_s": config.relay_in_budget_s, "clock": clock}
-    coinapi_in = CoinAPIRelayIn(
-        pool,
-        coinapi.CoinAPISource(
-            client(coinapi.NAME),
-            config.coinapi_url,
-            config.coinapi_key,
-            config.coinapi_page_limit,
-        ),
-        symbol_template=config.coinapi_symbol_template,
-        default_symbols=config.coinapi_symbols,
-        backfill_hours=config.coinapi_backfill_hours,
+    # Every relay-in shares the pool, the time budget and the clocks.
+    wiring = Wiring(
+        pool=pool,
+        client=client,
+        budget_s=config.relay_in_budget_s,
         now=now,
-        **timing,
-    )
-    binance_in = BinanceRelayIn(
-        pool,
-        binance.BinanceSource(
-            client(binance.NAME),
-            config.binance_url,
-            weight_limit=config.binance_weight_limit,
-            sleep=sleep,
-            wall_clock=lambda: now().timestamp(),
-        ),
-        default_symbols=config.binance_symbols,
-        backfill_hours=config.binance_backfill_hours,
-        now=now,
-        **timing,
-    )
-    ecb_in = ECBRelayIn(
-        pool,
-        ecb.ECBSource(client(ecb.NAME), config.ecb_url),
-        **timing,
-    )
-    cmc_in = CMCRelayIn(
-        pool,
-        cmc.CMCSource(
-            client(cmc.NAME),
-            config.cmc_url,
-            config.cmc_api_key,
-            config.cmc_limit,
-            logo_hosts=config.cmc_logo_hosts,
-        ),
-        now=now,
+        clock=clock,
+        sleep=sleep,
         uuidgen=uuidgen,
-        **timing,
     )
-    runners = {runner.name: runner for runner in (coinapi_in, binance_in, cmc_in, ecb_in)}
+    runners = {s.name: s.relay_in.build(config.source(s.name), wiring) for s in SOURCES}
     coins = Coins(pool)
     fx = FX(pool, now, cache)
 
@@ -203,7 +159,7 @@ def create_app(
     app.add_route(f"{API}/relay-in/runs", RunsResource(ledger, list(runners)))
     for runner in runners.values():
         app.add_route(f"{API}/relay-in/{runner.name}", SourceRelayInResource(ledger, runner))
-    template = config.coinapi_symbol_template
+    template = config.source("coinapi").symbol_template
     app.add_route(f"{API}/relay-out", RecordsResource(pool, cache, template, symbol_param="Symbol"))
     app.add_route(f"{API}/relay-out/records", RecordsResource(pool, cache, template))
     app.add_route(f"{API}/relay-out/symbols", SymbolsResource(pool, cache))

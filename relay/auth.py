@@ -18,8 +18,9 @@ import jwt
 from psycopg_pool import ConnectionPool
 
 from relay import db
-from relay.changes import REVOKED, Changes, announce
+from relay.changes import Changes
 from relay.errors import Forbidden, Unauthorized
+from relay.notify import REVOKED, announce
 
 ALGORITHM = "HS256"
 LEEWAY_S = 30

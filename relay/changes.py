@@ -27,18 +27,10 @@ from typing import Any
 import psycopg
 
 from relay import media
+from relay.notify import CHANNEL, REVOKED
+from relay.sources.registry import CONCERNS
 
 log = logging.getLogger(__name__)
-
-CHANNEL = "relay_changes"
-NOTIFY = "SELECT pg_notify('relay_changes', %(concern)s)"
-REVOKED = "revoked"
-CONCERNS = ("trades", "candles", "rates", "coins")
-
-
-def announce(conn: psycopg.Connection, concern: str) -> None:
-    """Tell every worker, at commit, that ``concern`` changed (call inside the write)."""
-    conn.execute(NOTIFY, {"concern": concern})
 
 
 class Changes:
@@ -87,6 +79,11 @@ class Changes:
     def live(self) -> bool:
         """Whether what the listener holds can be trusted: connected, and heard lately."""
         return self._connected and self._clock() - self._heard_at <= self.fresh_s
+
+    @property
+    def concerns(self) -> tuple[str, ...]:
+        """What answers are cached by: each source's concern (relay.sources.registry)."""
+        return tuple(concern for concern in self._generation if concern != REVOKED)
 
     def generation(self, concern: str) -> int | None:
         """The concern's generation, or None while changes cannot be trusted."""

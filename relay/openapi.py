@@ -12,6 +12,7 @@ from typing import Any
 from relay.coins import SYMBOL as COIN_SYMBOL
 from relay.markets import INTERVALS
 from relay.params import RANGE_TEXT
+from relay.sources import registry
 from relay.sources.cmc.store import DASHBOARD_ORDER
 
 API = "/relay-api/v1"
@@ -22,7 +23,7 @@ DATE = {"type": "string", "format": "date"}
 TEXT = {"type": "string", "maxLength": 200}
 SYMBOL = {"type": "string", "minLength": 1, "maxLength": 200}
 CURRENCY = {"type": "string", "pattern": "^[A-Za-z]{3}$"}
-SOURCES = ["coinapi", "binance", "cmc", "ecb"]
+SOURCES = [source.name for source in registry.SOURCES]
 
 ERROR_TEXT = {
     400: "Bad input; the message names the parameter",
@@ -589,15 +590,16 @@ def _paths() -> dict:
             )
         },
     }
-    for source in SOURCES:
-        paths[f"{API}/relay-in/{source}"] = {
+    for source in registry.SOURCES:
+        paths[f"{API}/relay-in/{source.name}"] = {
             "post": operation(
-                f"Relay {source} in",
+                f"Relay {source.name} in"
+                + (" (optional body: the symbols)" if source.takes_symbols else " (no body)"),
                 "relay:in",
                 [],
                 RELAY_IN_OK,
                 (*RELAY_IN_ERRORS, 411),
-                body=SYMBOLS_BODY,
+                body=SYMBOLS_BODY if source.takes_symbols else None,
             )
         }
     for path, operations in paths.items():

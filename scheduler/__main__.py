@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from relay.sources.registry import BY_NAME
 from scheduler.clock import SCHEDULE, Clock, Job, load_schedule
 from scheduler.fire import fire
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scheduler", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("fire", help="fire one relay-in call and print its outcome as JSON")
-    one.add_argument("source", help="coinapi, binance, cmc or ecb")
+    one.add_argument("source", help=", ".join(BY_NAME))
     one.add_argument("--symbols", help="comma-separated, e.g. BTC,ETH")
     one.add_argument("--deadline", type=float, default=300.0, help="seconds in all (default 300)")
     one.set_defaults(func=cmd_fire)

@@ -18,6 +18,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from relay.sources.registry import BY_NAME, SOURCES
+
 log = logging.getLogger(__name__)
 
 SCHEDULE = Path(__file__).resolve().parent / "schedule.toml"
@@ -31,20 +33,33 @@ class Job:
 
 
 def load_schedule(path: Path = SCHEDULE) -> list[Job]:
-    """Read ``[jobs.NAME]`` tables with ``cron`` and optional ``symbols`` and ``source``."""
-    with path.open("rb") as handle:
-        document = tomllib.load(handle)
-    jobs = []
+    """Every source's default job (its ``cron`` in relay.sources), then ``path``'s changes.
+
+    A ``[jobs.NAME]`` table changes a source's ``cron`` or ``symbols``, adds a job (with
+    ``source``), or drops one (``enabled = false``).
+    """
+    jobs = {source.name: Job(source=source.name, cron=source.cron) for source in SOURCES}
+    document = {}
+    if path.exists():
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
     for name, table in document.get("jobs", {}).items():
-        cron = table.get("cron")
+        if table.get("enabled", True) is False:
+            jobs.pop(name, None)
+            continue
+        default = jobs.get(name)
+        cron = table.get("cron", default.cron if default else None)
         if not isinstance(cron, str):
             raise ValueError(f"{path.name}: job {name!r} needs a cron string")
         trigger(cron)  # fail at start, not at the first firing
-        symbols = tuple(table.get("symbols", ()))
-        jobs.append(Job(source=table.get("source", name), cron=cron, symbols=symbols))
+        source = table.get("source", name)
+        if source not in BY_NAME:
+            raise ValueError(f"{path.name}: job {name!r}: no source {source!r}")
+        symbols = tuple(table.get("symbols", default.symbols if default else ()))
+        jobs[name] = Job(source=source, cron=cron, symbols=symbols)
     if not jobs:
-        raise ValueError(f"{path.name}: no [jobs.*] tables")
-    return jobs
+        raise ValueError(f"{path.name}: every job is disabled")
+    return list(jobs.values())
 
 
 def trigger(cron: str) -> CronTrigger:

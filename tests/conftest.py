@@ -120,9 +120,7 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def config(database_url, httpserver) -> Config:
-    return Config(
-        database_url=database_url,
-        jwt_secrets=(SECRET, OLD_SECRET),
+    return Config(database_url=database_url, jwt_secrets=(SECRET, OLD_SECRET)).replace(
         coinapi_url=httpserver.url_for("/").rstrip("/"),
         coinapi_key="test-coinapi-key",
         coinapi_page_limit=100,

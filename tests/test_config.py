@@ -17,9 +17,10 @@ def test_defaults_and_heroku_url_scheme():
     config = Config.from_env(GOOD)
     assert config.database_url == "postgresql://u:p@db.example:5432/relay"
     assert config.jwt_secrets == ("a" * 32, "b" * 40)
-    assert config.coinapi_url == "https://rest.coinapi.io"
-    assert config.coinapi_symbol_template == "BITSTAMP_SPOT_{code}_USD"
-    assert config.coinapi_backfill_hours == 24
+    coinapi = config.source("coinapi")
+    assert coinapi.url == "https://rest.coinapi.io"
+    assert coinapi.symbol_template == "BITSTAMP_SPOT_{code}_USD"
+    assert coinapi.backfill_hours == 24
     assert config.relay_in_budget_s == 20.0
     assert config.answer_cache_mb == 32
     assert Config.from_env({**GOOD, "RELAY_ANSWER_CACHE_MB": "8"}).answer_cache_mb == 8

@@ -20,16 +20,15 @@ from relay.app import create_app
 from relay.errors import LengthRequired
 from relay.middleware import LimitsMiddleware
 from relay.migrate import migrate
+from relay.sources import registry
 from tests.conftest import SECRET, bearer
-from tests.upstreams import FakeCMC, FakeCoinAPI, make_trades
+from tests.upstreams import FAKES, FakeCMC, FakeCoinAPI, make_trades
 
 NOW = datetime(2022, 1, 1, 12, tzinfo=UTC)
 SOURCES = {
     # source: (config field of its base URL, upstream name in messages)
-    "coinapi": ("coinapi_url", "CoinAPI"),
-    "binance": ("binance_url", "Binance"),
-    "ecb": ("ecb_url", "ECB"),
-    "cmc": ("cmc_url", "CoinMarketCap"),
+    s.name: (f"{s.settings.PREFIX.lower()}_url", s.relay_in.upstream)
+    for s in registry.SOURCES
 }
 DATA_TABLES = ("symbol_data", "binance_candle", "ecb_rate", "coin", "coin_daily", "logo")
 
@@ -39,7 +38,8 @@ def stored_rows(conn) -> int:
 
 
 def relay_in(app, source, headers, status):
-    body = {"symbols": ["BTC"]} if source in ("coinapi", "binance") else None
+    symbol = FAKES[source].symbol
+    body = {"symbols": [symbol]} if symbol else None
     if body:
         return app.post_json(
             f"/relay-api/v1/relay-in/{source}", body, headers=headers, status=status
@@ -273,7 +273,7 @@ def test_no_token_secret_or_key_in_logs_or_answers(make_app, config, httpserver,
                 expect_errors=True,
             ).text
         )
-    secrets = [SECRET, config.coinapi_key, token["Authorization"].split()[1]]
+    secrets = [SECRET, config.source("coinapi").key, token["Authorization"].split()[1]]
     seen = caplog.text + "".join(bodies)
     for secret in secrets:
         assert secret not in seen

@@ -116,7 +116,7 @@ def test_one_json_line_per_request_and_per_run_with_no_secret(
     runs = [e for e in entries if e.get("outcome") == "succeeded"]
     assert runs and runs[0]["source"] == "coinapi" and runs[0]["processed"] == 2
     text = "\n".join(log_lines)
-    for secret in (SECRET, config.coinapi_key, in_headers["Authorization"].split()[1]):
+    for secret in (SECRET, config.source("coinapi").key, in_headers["Authorization"].split()[1]):
         assert secret not in text
 
 

@@ -189,7 +189,7 @@ from tests.conftest import SECRET, bearer
 
 url, coinapi = sys.argv[1:]
 pool = db.make_pool(url, open=True)
-config = Config(database_url=url, jwt_secrets=(SECRET,), coinapi_url=coinapi)
+config = Config(database_url=url, jwt_secrets=(SECRET,)).replace(coinapi_url=coinapi)
 webtest.TestApp(create_app(config, pool)).get(
     "/relay-api/v1/relay-in", {"Symbol": "BTC"}, headers=bearer("relay:in")
 )

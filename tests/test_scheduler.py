@@ -203,3 +203,24 @@ def test_bad_cron_is_refused_at_load(tmp_path, cron):
     path.write_text(f'[jobs.coinapi]\ncron = "{cron}"\n')
     with pytest.raises(ValueError):
         load_schedule(path)
+
+
+def test_the_schedule_file_changes_adds_and_drops_jobs(tmp_path):
+    path = tmp_path / "schedule.toml"
+    path.write_text(
+        '[jobs.binance]\ncron = "*/15 * * * *"\nsymbols = ["BTCUSDT"]\n'
+        '[jobs.binance-eth]\nsource = "binance"\ncron = "30 * * * *"\nsymbols = ["ETHUSDT"]\n'
+        "[jobs.cmc]\nenabled = false\n"
+    )
+    jobs = {(job.source, job.cron, job.symbols) for job in load_schedule(path)}
+    assert ("binance", "*/15 * * * *", ("BTCUSDT",)) in jobs
+    assert ("binance", "30 * * * *", ("ETHUSDT",)) in jobs
+    assert "cmc" not in {source for source, _, _ in jobs}
+    assert ("ecb", "0 17 * * *", ()) in jobs
+
+
+def test_a_job_for_an_unknown_source_is_refused_at_load(tmp_path):
+    path = tmp_path / "schedule.toml"
+    path.write_text('[jobs.kraken]\ncron = "* * * * *"\n')
+    with pytest.raises(ValueError, match="kraken"):
+        load_schedule(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -279,6 +280,128 @@ class FakeBinance:
             last = self.klines[symbol][-1]
             ticker = make_ticker(symbol, last[4], datetime.fromtimestamp(last[6] / 1000, UTC))
         return self._answer(request, ticker)
+
+
+# -- Coinbase Exchange -----------------------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "upstream-samples"
+TOO_MANY_BUCKETS = (
+    "granularity too small for the requested time range. Count of aggregations requested "
+    "exceeds 300"
+)
+
+
+def make_coinbase_candles(
+    start: datetime,
+    count: int,
+    *,
+    price: str = "73241.50",
+    step: str = "0.37",
+    skip: frozenset[int] = frozenset(),
+) -> list[list[str]]:
+    """``count`` minutes from ``start`` as Coinbase rows ``[time, low, high, open, close,
+    volume]`` of digit strings (sent as JSON numbers); minute i in ``skip`` had no trade."""
+    base, delta = Decimal(price), Decimal(step)
+    rows = []
+    for i in range(count):
+        if i in skip:
+            continue
+        close = base + delta * i
+        opened = close - delta
+        rows.append([
+            str(int(start.timestamp()) + 60 * i), str(min(opened, close) - Decimal("0.01")),
+            str(max(opened, close) + Decimal("0.01")), str(opened), str(close),
+            f"{Decimal(1 + i % 7) + Decimal('0.00012345')}",
+        ])  # fmt: skip
+    return rows
+
+
+def coinbase_ticker(price: str, when: datetime, trade_id: int = 18502105) -> dict:
+    """A ticker as Coinbase sends it: figures as strings, the time with microseconds."""
+    return {
+        "ask": price, "bid": price, "volume": "1207.50668151", "trade_id": trade_id,
+        "price": price, "size": "0.00730812",
+        "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "rfq_volume": "7.6",
+    }  # fmt: skip
+
+
+class FakeCoinbase:
+    """Serve ``/products/{id}/candles`` and ``/products/{id}/ticker`` as Coinbase does.
+
+    Candles: ``granularity=60`` and ``start``/``end`` in ISO 8601, both inclusive, at
+    most 300 buckets (else 400), rows newest first with numbers as JSON numbers written
+    with the digits given. Unknown products are 404 ``NotFound``. The public rate limit
+    (``rate`` a second, bursts of ``burst``) is a token bucket: past it, 429.
+    """
+
+    def __init__(self, httpserver, *, rate: float = 10.0, burst: int = 15):
+        self.candles: dict[str, dict[int, list[str]]] = {}
+        self.tickers: dict[str, str] = {}  # product -> the ticker's JSON text
+        self.requests: list[dict] = []
+        self.throttled = 0
+        self.fail_on_call: dict[int, tuple[int, str]] = {}
+        self.rate, self.burst = rate, burst
+        self._tokens, self._at = float(burst), time.monotonic()
+        httpserver.expect_request(re.compile(r"^/products/[^/]+/candles$")).respond_with_handler(
+            self._candles
+        )
+        httpserver.expect_request(re.compile(r"^/products/[^/]+/ticker$")).respond_with_handler(
+            self._ticker
+        )
+
+    def add(self, product: str, rows: list[list[str]]) -> None:
+        """Add candle rows; one for a minute already held replaces it."""
+        self.candles.setdefault(product, {}).update({int(row[0]): row for row in rows})
+
+    def set_ticker(self, product: str, ticker: dict | str) -> None:
+        self.tickers[product] = ticker if isinstance(ticker, str) else json.dumps(ticker)
+
+    @staticmethod
+    def _json(status: int, body: str) -> Response:
+        return Response(body, status=status, content_type="application/json")
+
+    def _admit(self, request: Request, product: str) -> Response | None:
+        self.requests.append({"path": request.path, "product": product, **request.args})
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            self.throttled += 1
+            return self._json(429, '{"message":"Public rate limit exceeded"}')
+        self._tokens -= 1
+        call = len(self.requests)
+        if call in self.fail_on_call:
+            return self._json(*self.fail_on_call[call])
+        if product not in self.candles and product not in self.tickers:
+            return self._json(404, '{"message":"NotFound"}')
+        return None
+
+    def _candles(self, request: Request) -> Response:
+        product = request.path.split("/")[2]
+        refused = self._admit(request, product)
+        if refused is not None:
+            return refused
+        if request.args.get("granularity") != "60":
+            return self._json(400, '{"message":"Unsupported granularity"}')
+        start = datetime.fromisoformat(request.args["start"]).timestamp()
+        end = datetime.fromisoformat(request.args["end"]).timestamp()
+        if (end - start) // 60 + 1 > 300:
+            return self._json(400, json.dumps({"message": TOO_MANY_BUCKETS}))
+        held = self.candles.get(product, {})
+        rows = [held[t] for t in sorted(held, reverse=True) if start <= t <= end]
+        return self._json(200, "[" + ",".join("[" + ",".join(row) + "]" for row in rows) + "]")
+
+    def _ticker(self, request: Request) -> Response:
+        product = request.path.split("/")[2]
+        refused = self._admit(request, product)
+        if refused is not None:
+            return refused
+        ticker = self.tickers.get(product)
+        if ticker is None:  # derive one from the newest candle
+            newest = self.candles[product][max(self.candles[product])]
+            when = datetime.fromtimestamp(int(newest[0]) + 59, UTC)
+            ticker = json.dumps(coinbase_ticker(newest[4], when))
+        return self._json(200, ticker)
 
 
 # -- ECB -------------------------------------------------------------------------------
@@ -557,3 +680,20 @@ def solid_png(rgb: tuple[int, int, int], size: int = 32) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
+
+
+@dataclass(frozen=True)
+class Fake:
+    """A source's loopback upstream in the tests, and a symbol it can be asked for."""
+
+    upstream: type
+    symbol: str | None  # None: the source takes no symbols
+
+
+# Every source in relay.sources.registry has one (tests/test_registry.py checks).
+FAKES = {
+    "coinapi": Fake(FakeCoinAPI, "BTC"),
+    "binance": Fake(FakeBinance, "BTCUSDT"),
+    "cmc": Fake(FakeCMC, None),
+    "ecb": Fake(FakeECB, None),
+}

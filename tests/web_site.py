@@ -182,9 +182,7 @@ def running_site(server_url: str) -> Iterator[Site]:
         cmc = FakeCMC()
         stack.callback(cmc.stop)
         base_url = upstream.url_for("/").rstrip("/")
-        config = Config(
-            database_url=database_url,
-            jwt_secrets=(SECRET,),
+        config = Config(database_url=database_url, jwt_secrets=(SECRET,)).replace(
             binance_url=base_url,
             ecb_url=base_url,
             cmc_url=cmc.url,

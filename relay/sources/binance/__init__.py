@@ -1,1 +1,15 @@
-"""The binance source: its client, its SQL and its relay-in."""
+"""Binance spot klines and tickers: the source, declared once (see relay.sources.source)."""
+
+from datetime import timedelta
+
+from relay.sources.binance.relay_in import BinanceRelayIn
+from relay.sources.binance.settings import Settings
+from relay.sources.source import Market, Source
+
+SOURCE = Source(
+    relay_in=BinanceRelayIn,
+    settings=Settings,
+    overdue_after=timedelta(hours=2),
+    cron="5 * * * *",
+    market=Market(candles="binance_candle", ticker="binance_ticker", ticker_time="close_time"),
+)

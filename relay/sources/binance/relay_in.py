@@ -11,6 +11,8 @@ from relay.sources.binance import client as binance
 from relay.sources.binance import store as candle_store
 from relay.sources.binance.client import NAME as BINANCE
 from relay.sources.binance.client import BinanceSource
+from relay.sources.binance.settings import Settings
+from relay.sources.source import Wiring
 
 
 class BinanceRelayIn(PagedRelayIn):
@@ -19,6 +21,25 @@ class BinanceRelayIn(PagedRelayIn):
     name = "binance"
     upstream = BINANCE
     concern = "candles"
+
+    @classmethod
+    def build(cls, settings: Settings, wiring: Wiring) -> BinanceRelayIn:
+        source = BinanceSource(
+            wiring.client(BINANCE),
+            settings.url,
+            weight_limit=settings.weight_limit,
+            sleep=wiring.sleep,
+            wall_clock=lambda: wiring.now().timestamp(),
+        )
+        return cls(
+            wiring.pool,
+            source,
+            default_symbols=settings.symbols,
+            backfill_hours=settings.backfill_hours,
+            budget_s=wiring.budget_s,
+            now=wiring.now,
+            clock=wiring.clock,
+        )
 
     def __init__(self, pool: ConnectionPool, source: BinanceSource, **kwargs):
         super().__init__(pool, **kwargs)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import psycopg
 
 from relay import db
-from relay.changes import announce
+from relay.notify import announce
 from relay.sources.binance.client import Kline, Ticker
 
 NEWEST_OPEN_TIME = "SELECT max(open_time) FROM binance_candle WHERE symbol = %(symbol)s"

@@ -1,1 +1,14 @@
-"""The cmc source: its client, its SQL and its relay-in."""
+"""CoinMarketCap listings and logos: the source, declared once (see relay.sources.source)."""
+
+from datetime import timedelta
+
+from relay.sources.cmc.relay_in import CMCRelayIn
+from relay.sources.cmc.settings import Settings
+from relay.sources.source import Source
+
+SOURCE = Source(
+    relay_in=CMCRelayIn,
+    settings=Settings,
+    overdue_after=timedelta(hours=2),
+    cron="10 * * * *",
+)

@@ -16,6 +16,8 @@ from relay.ingest import RunResult, storing, utcnow
 from relay.sources.cmc import client as cmc
 from relay.sources.cmc import store as coin_store
 from relay.sources.cmc.client import CMCSource
+from relay.sources.cmc.settings import Settings
+from relay.sources.source import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,24 @@ class CMCRelayIn:
     concern = "coins"
     takes_symbols = False
     LOGOS_PER_RUN = 500
+
+    @classmethod
+    def build(cls, settings: Settings, wiring: Wiring) -> CMCRelayIn:
+        source = CMCSource(
+            wiring.client(cmc.NAME),
+            settings.url,
+            settings.api_key,
+            settings.limit,
+            logo_hosts=settings.logo_hosts,
+        )
+        return cls(
+            wiring.pool,
+            source,
+            budget_s=wiring.budget_s,
+            now=wiring.now,
+            clock=wiring.clock,
+            uuidgen=wiring.uuidgen,
+        )
 
     def __init__(
         self,

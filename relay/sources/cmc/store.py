@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from relay import db
-from relay.changes import announce
+from relay.notify import announce
 from relay.sources.cmc.client import Coin, Logo
 
 CREATE_COIN_STAGE = """

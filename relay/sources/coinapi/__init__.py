@@ -1,1 +1,14 @@
-"""The coinapi source: its client, its SQL and its relay-in."""
+"""CoinAPI trade history: the source, declared once (see relay.sources.source)."""
+
+from datetime import timedelta
+
+from relay.sources.coinapi.relay_in import CoinAPIRelayIn
+from relay.sources.coinapi.settings import Settings
+from relay.sources.source import Source
+
+SOURCE = Source(
+    relay_in=CoinAPIRelayIn,
+    settings=Settings,
+    overdue_after=timedelta(minutes=30),
+    cron="*/10 * * * *",
+)

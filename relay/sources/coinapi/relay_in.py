@@ -10,6 +10,8 @@ from relay.ingest import PagedRelayIn
 from relay.sources.coinapi import store as trade_store
 from relay.sources.coinapi.client import NAME as COINAPI
 from relay.sources.coinapi.client import CoinAPISource, resolve_symbol
+from relay.sources.coinapi.settings import Settings
+from relay.sources.source import Wiring
 
 
 class CoinAPIRelayIn(PagedRelayIn):
@@ -18,6 +20,22 @@ class CoinAPIRelayIn(PagedRelayIn):
     name = "coinapi"
     upstream = COINAPI
     concern = "trades"
+
+    @classmethod
+    def build(cls, settings: Settings, wiring: Wiring) -> CoinAPIRelayIn:
+        source = CoinAPISource(
+            wiring.client(COINAPI), settings.url, settings.key, settings.page_limit
+        )
+        return cls(
+            wiring.pool,
+            source,
+            symbol_template=settings.symbol_template,
+            default_symbols=settings.symbols,
+            backfill_hours=settings.backfill_hours,
+            budget_s=wiring.budget_s,
+            now=wiring.now,
+            clock=wiring.clock,
+        )
 
     def __init__(
         self, pool: ConnectionPool, source: CoinAPISource, *, symbol_template: str, **kwargs

@@ -11,8 +11,8 @@ from datetime import datetime
 import psycopg
 
 from relay import db
-from relay.changes import announce
 from relay.errors import BadRequest
+from relay.notify import announce
 from relay.sources.coinapi.client import Trade
 
 # The ends of every range, so one static query (and one plan) serves all

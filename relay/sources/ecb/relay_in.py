@@ -15,6 +15,8 @@ from relay.ingest import RunResult, storing
 from relay.sources.ecb import client as ecb
 from relay.sources.ecb import store as rate_store
 from relay.sources.ecb.client import ECBSource
+from relay.sources.ecb.settings import Settings
+from relay.sources.source import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,11 @@ class ECBRelayIn:
     concern = "rates"
     takes_symbols = False
     GAP_90D = timedelta(days=90)
+
+    @classmethod
+    def build(cls, settings: Settings, wiring: Wiring) -> ECBRelayIn:
+        source = ECBSource(wiring.client(ecb.NAME), settings.url)
+        return cls(wiring.pool, source, budget_s=wiring.budget_s, clock=wiring.clock)
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ from decimal import Decimal
 import psycopg
 
 from relay import db
-from relay.changes import announce
+from relay.notify import announce
 from relay.sources.ecb.client import Rate
 
 NEWEST_DAY = "SELECT max(day) FROM ecb_rate"
