@@ -18,12 +18,13 @@ from pathlib import Path
 
 import psycopg
 import webtest
+from psycopg import sql
 
-from relay import auth, db
+from relay import auth, candles, db
 from relay.app import create_app
 from relay.config import Config
 from relay.migrate import migrate
-from relay.sources.binance import store as candles
+from relay.sources.binance import MARKET
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnop"
 SYMBOLS = ("ADABTC", "ADAUSDT", "BTCUSDT")
@@ -72,7 +73,7 @@ def main() -> None:
                 conn.execute(FILL, {"symbols": list(SYMBOLS), "per_symbol": size // len(SYMBOLS)})
                 conn.execute("VACUUM ANALYZE binance_candle")
                 plan = conn.execute(
-                    "EXPLAIN (ANALYZE, COSTS OFF) " + candles.PRICE_AT,
+                    sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + candles.statements(MARKET).price_at,
                     {"symbol": "ADAUSDT", "at": "2020-01-03"},
                 ).fetchall()
             for route, query in (

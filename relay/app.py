@@ -24,6 +24,7 @@ from relay.coins import Coins
 from relay.config import Config
 from relay.fx import FX
 from relay.ingest import utcnow
+from relay.markets import Markets
 from relay.middleware import (
     KnownParametersMiddleware,
     LimitsMiddleware,
@@ -46,7 +47,7 @@ from relay.resources.relay_in import RelayInResource, RunsResource, SourceRelayI
 from relay.resources.relay_out import RecordsResource
 from relay.runs import Ledger
 from relay.sources.http import UpstreamClient, new_session
-from relay.sources.registry import SOURCES
+from relay.sources.registry import MARKETS, SOURCES
 from relay.sources.source import Wiring
 
 log = logging.getLogger(__name__)
@@ -162,10 +163,11 @@ def create_app(
     template = config.source("coinapi").symbol_template
     app.add_route(f"{API}/relay-out", RecordsResource(pool, cache, template, symbol_param="Symbol"))
     app.add_route(f"{API}/relay-out/records", RecordsResource(pool, cache, template))
-    app.add_route(f"{API}/relay-out/symbols", SymbolsResource(pool, cache))
-    app.add_route(f"{API}/relay-out/price", PriceResource(pool, cache))
-    app.add_route(f"{API}/relay-out/profit", ProfitResource(pool, cache))
-    app.add_route(f"{API}/relay-out/candles", CandlesResource(pool, cache))
+    market_answers = Markets(pool, cache, {name: s.market for name, s in MARKETS.items()})
+    app.add_route(f"{API}/relay-out/symbols", SymbolsResource(market_answers))
+    app.add_route(f"{API}/relay-out/price", PriceResource(market_answers))
+    app.add_route(f"{API}/relay-out/profit", ProfitResource(market_answers))
+    app.add_route(f"{API}/relay-out/candles", CandlesResource(market_answers))
     app.add_route(f"{API}/relay-out/dashboard", DashboardResource(coins, cache))
     app.add_route(f"{API}/relay-out/search", SearchResource(coins, cache))
     app.add_route(f"{API}/relay-out/assets/{{symbol}}/logo", LogoResource(coins))

@@ -1,16 +1,23 @@
-"""Answers about Binance symbols: latest price, 24-hour profit, resampled candles."""
+"""Answers about exchange symbols: latest price, 24-hour profit, resampled candles.
+
+Every exchange in relay.sources.registry.MARKETS answers the same questions in the
+same shapes, from its own tables (relay.candles); answers are cached until the
+exchange's candles change.
+"""
 
 from __future__ import annotations
 
 import decimal
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from psycopg_pool import ConnectionPool
 
-from relay import db
+from relay import caching, candles, db
+from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound, Unprocessable
-from relay.sources.binance import store as candle_store
+from relay.sources.source import Market
 
 DAY = timedelta(hours=24)
 # Money results are rounded half-to-even to 8 decimal places (Binance's own
@@ -32,39 +39,95 @@ MAX_BUCKETS = 5000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def interval(text: str) -> str:
+    """An interval as the exchanges write it; other case is read where it means the same.
+
+    Only ``m`` and ``M`` differ (a minute, a month), so ``1H`` is ``1h`` but ``1M`` is not
+    ``1m``.
+    """
+    name = text if text in INTERVALS or text.endswith("M") else text.lower()
+    if name not in INTERVALS:
+        raise BadRequest("Bad Request: interval parameter must be one of " + ", ".join(INTERVALS))
+    return name
+
+
+class Markets:
+    """The market answers of every exchange, each serialized once and cached."""
+
+    def __init__(self, pool: ConnectionPool, cache: AnswerCache, markets: Mapping[str, Market]):
+        self._pool = pool
+        self._cache = cache
+        self.markets = dict(markets)
+
+    def _answer(self, key: tuple, compute) -> bytes:
+        return self._cache.get(candles.CONCERN, key, lambda: caching.ok_body(compute()))
+
+    def symbols(self, exchange: str) -> bytes:
+        return self._answer(
+            ("symbols", exchange), lambda: symbols(self._pool, self.markets[exchange])
+        )
+
+    def price(self, exchange: str, symbol: str) -> bytes:
+        return self._answer(
+            ("price", exchange, symbol),
+            lambda: latest_price(self._pool, self.markets[exchange], symbol),
+        )
+
+    def profit(self, exchange: str, symbol: str, value: Decimal) -> bytes:
+        # str: 1000 and 1000.0 are equal Decimals, but the answer echoes the digits given
+        return self._answer(
+            ("profit", exchange, symbol, str(value)),
+            lambda: profit(self._pool, self.markets[exchange], symbol, value),
+        )
+
+    def candles(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> bytes:
+        market = self.markets[exchange]
+        return self._answer(
+            ("candles", exchange, symbol, interval, start, end),
+            lambda: resample(self._pool, market, symbol, interval, start, end),
+        )
+
+
 def _not_found(symbol: str) -> NotFound:
     return NotFound(f"Not Found: no data for symbol {symbol}")
 
 
-def symbols(pool: ConnectionPool) -> dict:
-    """The Binance symbols we hold candles for: those price, profit and candles answer."""
+def symbols(pool: ConnectionPool, market: Market) -> dict:
+    """The symbols we hold candles for: those price, profit and candles answer."""
     with db.connection(pool) as conn:
-        return {"symbols": candle_store.symbols(conn)}
+        return {"symbols": candles.symbols(conn, market)}
 
 
-def latest_price(pool: ConnectionPool, symbol: str) -> dict:
+def latest_price(pool: ConnectionPool, market: Market, symbol: str) -> dict:
     with db.connection(pool) as conn:
-        row = candle_store.latest_price(conn, symbol)
+        row = candles.latest_price(conn, market, symbol)
     if row is None:
         raise _not_found(symbol)
     price, as_of = row
     return {"symbol": symbol, "price": price, "as_of": as_of}
 
 
-def profit(pool: ConnectionPool, symbol: str, value: Decimal) -> dict:
+def profit(pool: ConnectionPool, market: Market, symbol: str, value: Decimal) -> dict:
     """What ``value`` (quote currency) bought 24 hours before the latest price is worth now.
 
     price_then is the close of the last 1-minute candle that opened at or
     before ``as_of - 24h``; final_value = value x price_now / price_then.
     """
     with db.connection(pool) as conn:
-        latest = candle_store.latest_price(conn, symbol)
+        latest = candles.latest_price(conn, market, symbol)
         if latest is None:
             raise _not_found(symbol)
         price_now, now = latest
         then = now - DAY
-        before = candle_store.price_at(conn, symbol, then)
-        oldest = candle_store.oldest_open_time(conn, symbol) if before is None else None
+        before = candles.price_at(conn, market, symbol, then)
+        oldest = candles.oldest_open_time(conn, market, symbol) if before is None else None
     if before is None:
         held = (now - oldest).total_seconds() / 3600 if oldest else 0.0
         raise Unprocessable(
@@ -92,8 +155,9 @@ def profit(pool: ConnectionPool, symbol: str, value: Decimal) -> dict:
     }
 
 
-def candles(
+def resample(
     pool: ConnectionPool,
+    market: Market,
     symbol: str,
     interval: str,
     start: datetime | None,
@@ -112,7 +176,7 @@ def candles(
     width = INTERVALS[interval]
     with db.connection(pool) as conn:
         if end is None:
-            newest = candle_store.newest_open_time(conn, symbol)
+            newest = candles.newest_open_time(conn, market, symbol)
             if newest is None:
                 raise _not_found(symbol)
             end = newest + timedelta(minutes=1)
@@ -122,8 +186,8 @@ def candles(
                 f"Bad Request: start parameter is too far before end: at most "
                 f"{MAX_BUCKETS} {interval} candles a request"
             )
-        rows = candle_store.resample(conn, symbol, width, start, end)
-        if not rows and candle_store.newest_open_time(conn, symbol) is None:
+        rows = candles.resample(conn, market, symbol, width, start, end)
+        if not rows and candles.newest_open_time(conn, market, symbol) is None:
             raise _not_found(symbol)
     return {
         "symbol": symbol,

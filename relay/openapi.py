@@ -81,6 +81,18 @@ def param(
     return out
 
 
+EXCHANGE = param(
+    "exchange",
+    {"type": "string", "enum": list(registry.MARKETS), "default": next(iter(registry.MARKETS))},
+    description="the exchange whose candles and tickers answer (case-insensitive)",
+)
+# price and profit take the seed's spelling too; give one of the two
+MARKET_SYMBOL = (
+    param("symbol", SYMBOL, description="required (or currency)", example="ADAUSDT"),
+    param("currency", SYMBOL, description="the same as symbol (the original name)"),
+)
+
+
 def json_response(description: str, data: dict) -> dict:
     return {
         "description": description,
@@ -445,17 +457,17 @@ def _paths() -> dict:
         f"{API}/relay-out/records": {"get": with_symbol(records, "symbol")},
         f"{API}/relay-out/symbols": {
             "get": operation(
-                "The Binance symbols held, in order (those price, profit and candles answer for)",
+                "An exchange's symbols held, in order (those price, profit and candles answer for)",
                 "relay:out",
-                [],
+                [EXCHANGE],
                 {200: json_response("Symbols", "Symbols")},
             )
         },
         f"{API}/relay-out/price": {
             "get": operation(
-                "The last traded price held for a Binance symbol",
+                "The last traded price held for a symbol of an exchange",
                 "relay:out",
-                [param("currency", SYMBOL, required=True, example="ADAUSDT")],
+                [*MARKET_SYMBOL, EXCHANGE],
                 {200: json_response("Price", "Price")},
                 (404,),
             )
@@ -472,7 +484,8 @@ def _paths() -> dict:
                         description="positive decimal, at most 1e15",
                         example="1000",
                     ),
-                    param("currency", SYMBOL, required=True, example="ADAUSDT"),
+                    *MARKET_SYMBOL,
+                    EXCHANGE,
                 ],
                 {200: json_response("Profit", "Profit")},
                 (404, 422),
@@ -484,8 +497,13 @@ def _paths() -> dict:
                 "relay:out",
                 [
                     param("symbol", SYMBOL, required=True, example="ADAUSDT"),
-                    param("interval", {"type": "string", "enum": list(INTERVALS), "default": "1h"}),
+                    param(
+                        "interval",
+                        {"type": "string", "enum": list(INTERVALS), "default": "1h"},
+                        description="as the exchanges write it; 1H is read as 1h",
+                    ),
                     *START_END,
+                    EXCHANGE,
                 ],
                 {200: json_response("Candles", "Candles")},
                 (404,),

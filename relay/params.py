@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 
 import falcon
@@ -98,3 +99,27 @@ def time_range(req: falcon.Request) -> tuple[datetime | None, datetime | None]:
     if start and end and start > end:
         raise BadRequest("Bad Request: start parameter is after end")
     return start, end
+
+
+def aliased(
+    req: falcon.Request, name: str, *aliases: str, required: bool = False
+) -> tuple[str, str | None]:
+    """A parameter callers may also spell as one of ``aliases``: (the name used, its value)."""
+    given = [n for n in (name, *aliases) if req.get_param(n) is not None]
+    if len(given) > 1:
+        raise BadRequest(
+            f"Bad Request: {given[0]} and {given[1]} parameters are the same; give one"
+        )
+    used = given[0] if given else name
+    return used, text(req, used, required=required)
+
+
+def choice(req: falcon.Request, name: str, options: Iterable[str], default: str) -> str:
+    """One of ``options`` (lowercase), whatever case the caller wrote it in."""
+    options = list(options)
+    raw = text(req, name)
+    if raw is None:
+        return default
+    if raw.lower() not in options:
+        raise BadRequest(f"Bad Request: {name} parameter must be one of {', '.join(options)}")
+    return raw.lower()

@@ -10,8 +10,10 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from relay.sources.binance import store as candle_store
+from relay import candles
+from relay.sources.binance import MARKET
 from tests.upstreams import FIXTURES, FakeBinance, make_klines, make_ticker
 
 IN = "/relay-api/v1/relay-in/binance"
@@ -287,12 +289,13 @@ def test_profit_with_less_than_24_hours_is_422_saying_how_much(
 @pytest.mark.parametrize(
     ("route", "query", "named"),
     [
-        ("price", {}, "currency"),
+        ("price", {}, "symbol"),  # currency is an alias: a missing one is named symbol
         ("price", {"currency": ""}, "currency"),
         ("price", {"currency": "ADA/USDT"}, "currency"),
         ("profit", {"currency": "ADAUSDT"}, "value"),
         ("profit", {"currency": "ADAUSDT", "value": ""}, "value"),
-        ("profit", {"value": "1000"}, "currency"),
+        ("profit", {"value": "1000"}, "symbol"),
+        ("price", {"currency": "ADAUSDT", "symbol": "ADAUSDT"}, "currency"),
         ("profit", {"currency": "ADAUSDT", "value": "abc"}, "value"),
         ("profit", {"currency": "ADAUSDT", "value": "-5"}, "value"),
         ("profit", {"currency": "ADAUSDT", "value": "0"}, "value"),
@@ -387,13 +390,14 @@ def test_price_and_profit_queries_use_the_primary_key(conn):
         """
     )
     conn.execute("ANALYZE binance_candle")
+    statements = candles.statements(MARKET)
     plans = {
-        name: "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, args))
+        name: "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, args))
         for name, query, args in [
-            ("latest", candle_store.LATEST_PRICE, {"symbol": "ADAUSDT"}),
-            ("then", candle_store.PRICE_AT, {"symbol": "ADAUSDT", "at": "2026-01-05"}),
-            ("oldest", candle_store.OLDEST_OPEN_TIME, {"symbol": "ADAUSDT"}),
-            ("symbols", candle_store.SYMBOLS, {}),
+            ("latest", statements.latest_price, {"symbol": "ADAUSDT"}),
+            ("then", statements.price_at, {"symbol": "ADAUSDT", "at": "2026-01-05"}),
+            ("oldest", statements.oldest, {"symbol": "ADAUSDT"}),
+            ("symbols", statements.symbols, {}),
         ]
     }
     for name, plan in plans.items():
@@ -419,14 +423,14 @@ def test_a_straight_copy_that_meets_a_stored_minute_falls_back_to_the_upsert(con
     fetched = T0 + timedelta(hours=3)
     first = parse_klines(make_klines(T0, 3))
     with psycopg.connect(database_url) as direct:
-        assert candle_store.store_klines(direct, "ADAUSDT", first, fetched) == 3
+        assert candles.store_minutes(direct, MARKET, "ADAUSDT", first, fetched) == 3
         # Told (wrongly) that nothing is stored past T0: minutes 1 and 2 are met in the
         # straight COPY, which is undone; the upsert then stores the one changed minute
         # and the new one, and nothing twice.
         changed = parse_klines(make_klines(T0, 4, seed=9))  # other volumes, same prices
-        assert candle_store.store_klines(direct, "ADAUSDT", changed, fetched, T0) == 4
+        assert candles.store_minutes(direct, MARKET, "ADAUSDT", changed, fetched, T0) == 4
         unchanged = parse_klines(make_klines(T0, 4, seed=9))
-        assert candle_store.store_klines(direct, "ADAUSDT", unchanged, fetched, T0) == 0
+        assert candles.store_minutes(direct, MARKET, "ADAUSDT", unchanged, fetched, T0) == 0
     rows = candle_rows(conn)
     assert len(rows) == 4
     assert [r[5] for r in rows] == [k.volume for k in changed]
@@ -442,9 +446,9 @@ def test_tiny_zero_and_long_decimals_keep_every_digit_on_either_path(
     kline[1:6] = ["0.00000001", "123456789012345678.123456789012", "0.00000000", "1E-8", "0"]
     with psycopg.connect(database_url) as direct:
         if stored_before:
-            candle_store.store_klines(direct, "ADAUSDT", parse_klines(make_klines(T0, 1)), T0)
-        stored = candle_store.store_klines(
-            direct, "ADAUSDT", parse_klines([kline]), T0, T0 if stored_before else None
+            candles.store_minutes(direct, MARKET, "ADAUSDT", parse_klines(make_klines(T0, 1)), T0)
+        stored = candles.store_minutes(
+            direct, MARKET, "ADAUSDT", parse_klines([kline]), T0, T0 if stored_before else None
         )
     assert stored == 1
     row = conn.execute(

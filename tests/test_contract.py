@@ -31,6 +31,7 @@ from tests.upstreams import (
     FakeBinance,
     FakeCMC,
     FakeCoinAPI,
+    FakeCoinbase,
     FakeECB,
     cmc_listing,
     ecb_days,
@@ -75,6 +76,7 @@ def contract_app(make_app, config, httpserver):
     """The app behind loopback upstreams that answer any symbol, with some data in."""
     FakeCoinAPI(httpserver, synthetic_per_s=1)
     FakeBinance(httpserver, synthetic=True)
+    FakeCoinbase(httpserver, synthetic=True)
     ecb = FakeECB(httpserver)
     ecb.files["eurofxref-daily.xml"] = (FIXTURES / "ecb_daily.xml").read_bytes()
     ecb.files["eurofxref-hist-90d.xml"] = (FIXTURES / "ecb_hist90d.xml").read_bytes()
@@ -91,11 +93,13 @@ def contract_app(make_app, config, httpserver):
         config.replace(
             coinapi_url=base,
             binance_url=base,
+            coinbase_url=base,
             ecb_url=base,
             cmc_url=cmc.url,
             cmc_api_key=cmc.key,
             coinapi_backfill_hours=1,
             binance_backfill_hours=1,
+            coinbase_backfill_hours=1,
         ),
         now=lambda: datetime.now(UTC),
     )
@@ -104,6 +108,7 @@ def contract_app(make_app, config, httpserver):
     app.post("/relay-api/v1/relay-in/ecb", headers=inside)
     app.post("/relay-api/v1/relay-in/cmc", headers=inside)
     app.post_json("/relay-api/v1/relay-in/binance", {"symbols": ["ADAUSDT"]}, headers=inside)
+    app.post_json("/relay-api/v1/relay-in/coinbase", {"symbols": ["BTC-USD"]}, headers=inside)
     yield app.app
     cmc.stop()
 

@@ -30,7 +30,16 @@ SOURCES = {
     s.name: (f"{s.settings.PREFIX.lower()}_url", s.relay_in.upstream)
     for s in registry.SOURCES
 }
-DATA_TABLES = ("symbol_data", "binance_candle", "ecb_rate", "coin", "coin_daily", "logo")
+DATA_TABLES = (
+    "symbol_data",
+    "binance_candle",
+    "coinbase_candle",
+    "coinbase_ticker",
+    "ecb_rate",
+    "coin",
+    "coin_daily",
+    "logo",
+)
 
 
 def stored_rows(conn) -> int:
@@ -88,7 +97,7 @@ def test_timeout_is_504_naming_the_upstream(
     assert stored_rows(conn) == 0
 
 
-@pytest.mark.parametrize("source", ["coinapi", "binance", "ecb"])
+@pytest.mark.parametrize("source", ["coinapi", "binance", "ecb", "coinbase"])
 @pytest.mark.parametrize(
     ("status", "body"),
     [(500, "oops"), (200, "{not json"), (200, '{"a": 1}'), (200, "[[1,2,3]]"), (200, "")],

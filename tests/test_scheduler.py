@@ -147,6 +147,7 @@ def test_the_default_schedule():
         "binance": "5 * * * *",
         "cmc": "10 * * * *",
         "ecb": "0 17 * * *",
+        "coinbase": "15 * * * *",
     }
 
 

@@ -250,6 +250,30 @@ def test_price_card_and_profit_calculator_show_what_the_api_returns(open_page, s
     expect(error).to_have_text("Enter a positive amount, such as 1000 or 12.5.")
 
 
+def test_the_exchange_picker_switches_price_profit_and_chart_to_coinbase(open_page, site):
+    page = open_page(site)
+    sign_in(page, site.token)
+    expect(page.locator("#market-exchange option")).to_have_text(["Binance", "Coinbase"])
+    page.select_option("#market-exchange", "coinbase")
+    expect(page.locator("#market-symbol option")).to_have_text(["BTC-USD"])
+    expect(page.locator("#price-asof")).to_contain_text("BTC-USD on Coinbase")
+    price = site.api("price", symbol="BTC-USD", exchange="coinbase").json()["data"]
+    assert number(page.inner_text("#price-value")) == Decimal(price["price"])
+    expect(page.locator("#chart-caption")).to_contain_text("1h candles of BTC-USD")
+    hourly = site.api("candles", symbol="BTC-USD", interval="1h", exchange="coinbase")
+    expect(page.locator("#chart-svg g")).to_have_count(len(hourly.json()["data"]["candles"]))
+
+    page.click("#profit-form button[type=submit]")
+    expect(page.locator("#profit-result")).to_be_visible()
+    profit = site.api("profit", symbol="BTC-USD", value="1000", exchange="coinbase").json()
+    shown = page.inner_text('#profit-result [data-field="final_value"]')
+    assert number(shown) == Decimal(profit["data"]["final_value"])
+
+    page.select_option("#market-exchange", "binance")
+    expect(page.locator("#market-symbol option")).to_have_text(["ADAUSDT", "BTCUSDT", "ETHUSDT"])
+    expect(page.locator("#price-asof")).to_contain_text("ADAUSDT on Binance")
+
+
 def test_candle_chart_follows_the_interval_picker(open_page, site):
     page = open_page(site)
     sign_in(page, site.token)

@@ -334,7 +334,9 @@ class FakeCoinbase:
     (``rate`` a second, bursts of ``burst``) is a token bucket: past it, 429.
     """
 
-    def __init__(self, httpserver, *, rate: float = 10.0, burst: int = 15):
+    def __init__(self, httpserver, *, rate: float = 10.0, burst: int = 15, synthetic: bool = False):
+        # With synthetic=True, any product has a candle every minute up to now.
+        self.synthetic = synthetic
         self.candles: dict[str, dict[int, list[str]]] = {}
         self.tickers: dict[str, str] = {}  # product -> the ticker's JSON text
         self.requests: list[dict] = []
@@ -372,7 +374,8 @@ class FakeCoinbase:
         call = len(self.requests)
         if call in self.fail_on_call:
             return self._json(*self.fail_on_call[call])
-        if product not in self.candles and product not in self.tickers:
+        known = product in self.candles or product in self.tickers
+        if not known and not self.synthetic:
             return self._json(404, '{"message":"NotFound"}')
         return None
 
@@ -387,7 +390,14 @@ class FakeCoinbase:
         end = datetime.fromisoformat(request.args["end"]).timestamp()
         if (end - start) // 60 + 1 > 300:
             return self._json(400, json.dumps({"message": TOO_MANY_BUCKETS}))
-        held = self.candles.get(product, {})
+        held = self.candles.get(product)
+        if held is None:  # synthetic: a minute every minute, up to now
+            first = datetime.fromtimestamp(start, UTC)
+            upto = min(end, datetime.now(UTC).timestamp())
+            held = {
+                int(row[0]): row
+                for row in make_coinbase_candles(first, max(0, int(upto - start) // 60 + 1))
+            }
         rows = [held[t] for t in sorted(held, reverse=True) if start <= t <= end]
         return self._json(200, "[" + ",".join("[" + ",".join(row) + "]" for row in rows) + "]")
 
@@ -397,6 +407,8 @@ class FakeCoinbase:
         if refused is not None:
             return refused
         ticker = self.tickers.get(product)
+        if ticker is None and product not in self.candles:  # synthetic
+            ticker = json.dumps(coinbase_ticker("1.00", datetime.now(UTC)))
         if ticker is None:  # derive one from the newest candle
             newest = self.candles[product][max(self.candles[product])]
             when = datetime.fromtimestamp(int(newest[0]) + 59, UTC)
@@ -696,4 +708,5 @@ FAKES = {
     "binance": Fake(FakeBinance, "BTCUSDT"),
     "cmc": Fake(FakeCMC, None),
     "ecb": Fake(FakeECB, None),
+    "coinbase": Fake(FakeCoinbase, "BTC-USD"),
 }

@@ -29,8 +29,10 @@ from tests.conftest import SECRET, bearer, fresh_database
 from tests.upstreams import (
     FakeBinance,
     FakeCMC,
+    FakeCoinbase,
     FakeECB,
     cmc_listing,
+    make_coinbase_candles,
     make_klines,
     solid_png,
 )
@@ -167,6 +169,10 @@ def _ingest(base: str, clock: Clock, cmc: FakeCMC, upstream: HTTPServer) -> None
     binance.add("ETHUSDT", make_klines(NOW - timedelta(hours=5), 5 * 60, price="3000.00000000"))
     relay_in("binance", {"symbols": ["ADAUSDT", "BTCUSDT", "ETHUSDT"]})
 
+    coinbase = FakeCoinbase(upstream)
+    coinbase.add("BTC-USD", make_coinbase_candles(start, 48 * 60, price="88100.00", step="1.10"))
+    relay_in("coinbase", {"symbols": ["BTC-USD"]})
+
     FakeECB(upstream).serve_recorded()
     relay_in("ecb")
 
@@ -184,6 +190,8 @@ def running_site(server_url: str) -> Iterator[Site]:
         base_url = upstream.url_for("/").rstrip("/")
         config = Config(database_url=database_url, jwt_secrets=(SECRET,)).replace(
             binance_url=base_url,
+            coinbase_url=base_url,
+            coinbase_backfill_hours=48,
             ecb_url=base_url,
             cmc_url=cmc.url,
             cmc_api_key="test-cmc-key",

@@ -1,24 +1,20 @@
-"""Relay-out routes for Binance symbols: price, 24-hour profit, candles."""
+"""Relay-out routes for exchange symbols: symbols, price, 24-hour profit, candles.
+
+Each takes ``exchange`` (any exchange in relay.sources.registry.MARKETS, the first by
+default) and ``symbol`` (``currency``, the seed's spelling, is an alias on price and
+profit), and answers in the same shapes for every exchange.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
 from relay import caching, markets, params
-from relay.changes import AnswerCache
 from relay.errors import BadRequest
-from relay.sources.binance.client import resolve_symbol
+from relay.markets import Markets
 
 MAX_VALUE = Decimal("1e15")
 MAX_VALUE_DECIMALS = 18
-
-
-def _symbol(req, name: str) -> str:
-    raw = params.text(req, name, required=True)
-    try:
-        return resolve_symbol(raw)
-    except BadRequest:
-        raise BadRequest(f"Bad Request: {name} parameter is not a valid symbol") from None
 
 
 def parse_value(req) -> Decimal:
@@ -43,52 +39,59 @@ def parse_value(req) -> Decimal:
 
 class _MarketResource:
     auth_scope = "relay:out"
+    aliases: tuple[str, ...] = ()  # other spellings of ``symbol`` this route takes
 
-    def __init__(self, pool, cache: AnswerCache):
-        self._pool = pool
-        self._cache = cache
+    def __init__(self, service: Markets):
+        self._markets = service
+        self._default = next(iter(service.markets))
 
-    def _answer(self, resp, key: tuple, compute) -> None:
-        body = self._cache.get("candles", key, lambda: caching.ok_body(compute()))
-        caching.send_body(resp, body)
+    def _exchange(self, req) -> str:
+        return params.choice(req, "exchange", self._markets.markets, self._default)
+
+    def _symbol(self, req, exchange: str) -> str:
+        name, raw = params.aliased(req, "symbol", *self.aliases, required=True)
+        try:
+            return self._markets.markets[exchange].resolve(raw)
+        except BadRequest:
+            raise BadRequest(f"Bad Request: {name} parameter is not a valid symbol") from None
 
 
 class SymbolsResource(_MarketResource):
-    """GET /relay-out/symbols"""
+    """GET /relay-out/symbols?exchange=binance"""
 
     def on_get(self, req, resp):
-        self._answer(resp, ("symbols",), lambda: markets.symbols(self._pool))
+        caching.send_body(resp, self._markets.symbols(self._exchange(req)))
 
 
 class PriceResource(_MarketResource):
-    """GET /relay-out/price?currency=ADAUSDT"""
+    """GET /relay-out/price?symbol=ADAUSDT&exchange=binance"""
+
+    aliases = ("currency",)
 
     def on_get(self, req, resp):
-        symbol = _symbol(req, "currency")
-        self._answer(resp, ("price", symbol), lambda: markets.latest_price(self._pool, symbol))
+        exchange = self._exchange(req)
+        symbol = self._symbol(req, exchange)
+        caching.send_body(resp, self._markets.price(exchange, symbol))
 
 
 class ProfitResource(_MarketResource):
-    """GET /relay-out/profit?value=1000&currency=ADAUSDT"""
+    """GET /relay-out/profit?value=1000&symbol=ADAUSDT&exchange=binance"""
+
+    aliases = ("currency",)
 
     def on_get(self, req, resp):
-        symbol = _symbol(req, "currency")
+        exchange = self._exchange(req)
+        symbol = self._symbol(req, exchange)
         value = parse_value(req)
-        # str: 1000 and 1000.0 are equal Decimals, but the answer echoes the digits given
-        key = ("profit", symbol, str(value))
-        self._answer(resp, key, lambda: markets.profit(self._pool, symbol, value))
+        caching.send_body(resp, self._markets.profit(exchange, symbol, value))
 
 
 class CandlesResource(_MarketResource):
-    """GET /relay-out/candles?symbol=BTCUSDT&interval=1h&start=&end="""
+    """GET /relay-out/candles?symbol=BTCUSDT&interval=1h&start=&end=&exchange=binance"""
 
     def on_get(self, req, resp):
-        symbol = _symbol(req, "symbol")
-        interval = params.text(req, "interval") or "1h"
-        if interval not in markets.INTERVALS:
-            raise BadRequest(
-                "Bad Request: interval parameter must be one of " + ", ".join(markets.INTERVALS)
-            )
+        exchange = self._exchange(req)
+        symbol = self._symbol(req, exchange)
+        interval = markets.interval(params.text(req, "interval") or "1h")
         start, end = params.time_range(req)
-        key = ("candles", symbol, interval, start, end)
-        self._answer(resp, key, lambda: markets.candles(self._pool, symbol, interval, start, end))
+        caching.send_body(resp, self._markets.candles(exchange, symbol, interval, start, end))

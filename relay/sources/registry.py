@@ -5,7 +5,7 @@ Adding a source is adding its package and one line here.
 
 from __future__ import annotations
 
-from relay.sources import binance, cmc, coinapi, ecb
+from relay.sources import binance, cmc, coinapi, coinbase, ecb
 from relay.sources.source import Source
 
 SOURCES: tuple[Source, ...] = (
@@ -13,6 +13,7 @@ SOURCES: tuple[Source, ...] = (
     binance.SOURCE,
     cmc.SOURCE,
     ecb.SOURCE,
+    coinbase.SOURCE,
 )
 BY_NAME: dict[str, Source] = {source.name: source for source in SOURCES}
 # Exchanges whose candles, prices and profits relay-out serves, the first the default.

@@ -53,6 +53,8 @@ class Market:
     candles: str  # (symbol, open_time, close_time, open, high, low, close, volume, fetched_at)
     ticker: str  # one row per symbol: (symbol, last_price, <ticker_time>)
     ticker_time: str  # the ticker's own time (the last trade's)
+    # a symbol as callers write it, normalized (BadRequest when malformed)
+    resolve: Callable[[str | None], str] = dataclasses.field(compare=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -426,19 +426,27 @@ function setupSearch() {
 
 // -- price, profit and candles ---------------------------------------------------------------
 
-const market = { symbol: "", interval: "1h", candles: [] };
+const market = { exchange: "binance", symbol: "", interval: "1h", candles: [] };
+
+function exchangeName() {
+  return $("#market-exchange").selectedOptions[0]?.textContent || market.exchange;
+}
 
 async function loadSymbols() {
   const panel = $("#market");
   const select = $("#market-symbol");
   try {
-    const data = await api("symbols");
+    const data = await api("symbols", { exchange: market.exchange });
     showError(panel);
     const symbols = data.symbols;
     select.replaceChildren(...symbols.map((s) => el("option", { value: s, text: s })));
     if (!symbols.length) {
       market.symbol = "";
-      showError(panel, new ApiError(404, "No Binance symbol is held yet."));
+      showError(panel, new ApiError(404, `No ${exchangeName()} symbol is held yet.`));
+      $("#price-value").textContent = "–";
+      $("#price-asof").textContent = "";
+      market.candles = [];
+      await loadCandles();
       return;
     }
     market.symbol = symbols.includes(market.symbol) ? market.symbol : symbols[0];
@@ -455,11 +463,12 @@ async function loadPrice() {
   $("#profit-result").hidden = true;
   showError($("#profit-form > .error"));
   try {
-    const data = await api("price", { currency: market.symbol });
+    const data = await api("price", { symbol: market.symbol, exchange: market.exchange });
     if (!current()) return;
     showError(panel);
     $("#price-value").textContent = formatPrice(data.price);
-    $("#price-asof").textContent = `${data.symbol} as of ${formatTime(data.as_of)}`;
+    $("#price-asof").textContent =
+      `${data.symbol} on ${exchangeName()} as of ${formatTime(data.as_of)}`;
   } catch (error) {
     if (!current()) return;
     $("#price-value").textContent = "–";
@@ -479,7 +488,7 @@ async function calculateProfit() {
     return;
   }
   try {
-    const data = await api("profit", { value, currency: market.symbol });
+    const data = await api("profit", { value, symbol: market.symbol, exchange: market.exchange });
     if (!current()) return;
     showError(box);
     for (const dd of result.querySelectorAll("dd")) {
@@ -505,9 +514,16 @@ async function loadCandles() {
   for (const button of document.querySelectorAll("#chart-intervals button")) {
     button.setAttribute("aria-pressed", String(button.dataset.interval === market.interval));
   }
-  if (!market.symbol) return;
+  if (!market.symbol) {
+    drawChart();
+    return;
+  }
   try {
-    const data = await api("candles", { symbol: market.symbol, interval: market.interval });
+    const data = await api("candles", {
+      symbol: market.symbol,
+      interval: market.interval,
+      exchange: market.exchange,
+    });
     if (!current()) return;
     showError(panel);
     market.candles = data.candles;
@@ -592,6 +608,10 @@ function drawChart() {
 }
 
 function setupMarket() {
+  $("#market-exchange").addEventListener("change", (event) => {
+    market.exchange = event.target.value;
+    loadSymbols();
+  });
   $("#market-symbol").addEventListener("change", (event) => {
     market.symbol = event.target.value;
     loadPrice();

@@ -2,14 +2,14 @@
 
 from datetime import timedelta
 
-from relay.sources.binance.relay_in import BinanceRelayIn
+from relay.sources.binance.relay_in import MARKET, BinanceRelayIn
 from relay.sources.binance.settings import Settings
-from relay.sources.source import Market, Source
+from relay.sources.source import Source
 
 SOURCE = Source(
     relay_in=BinanceRelayIn,
     settings=Settings,
     overdue_after=timedelta(hours=2),
     cron="5 * * * *",
-    market=Market(candles="binance_candle", ticker="binance_ticker", ticker_time="close_time"),
+    market=MARKET,
 )

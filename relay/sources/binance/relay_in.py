@@ -6,13 +6,21 @@ from datetime import datetime
 
 from psycopg_pool import ConnectionPool
 
+from relay import candles
 from relay.ingest import PagedRelayIn, storing
 from relay.sources.binance import client as binance
 from relay.sources.binance import store as candle_store
 from relay.sources.binance.client import NAME as BINANCE
 from relay.sources.binance.client import BinanceSource
 from relay.sources.binance.settings import Settings
-from relay.sources.source import Wiring
+from relay.sources.source import Market, Wiring
+
+MARKET = Market(
+    candles="binance_candle",
+    ticker="binance_ticker",
+    ticker_time="close_time",
+    resolve=binance.resolve_symbol,
+)
 
 
 class BinanceRelayIn(PagedRelayIn):
@@ -50,14 +58,14 @@ class BinanceRelayIn(PagedRelayIn):
 
     def resume_point(self, conn, symbol: str) -> datetime | None:
         # Start at the newest stored minute: it may have been still open.
-        return candle_store.newest_open_time(conn, symbol)
+        return candles.newest_open_time(conn, MARKET, symbol)
 
     def fetch_page(self, symbol: str, start: datetime, deadline: float):
         return self.source.fetch_klines(symbol, start, deadline=deadline)
 
     def store_page(self, conn, symbol: str, page, stored_upto) -> int:
         # The newest stored minute comes again, maybe changed: it is upserted.
-        return candle_store.store_klines(conn, symbol, page, self.now(), stored_upto)
+        return candles.store_minutes(conn, MARKET, symbol, page, self.now(), stored_upto)
 
     def page_upto(self, page) -> datetime:
         return max(kline.open_time for kline in page)

@@ -1,0 +1,250 @@
+"""1-minute candles and latest tickers of any exchange: the SQL every market source shares.
+
+Each exchange keeps its own tables (declared in its package as a ``Market``); the
+statements here are composed from those identifiers once, never from a request.
+Minutes are stored through COPY, and read back (latest price, price at a moment,
+resampled buckets) by the primary key ``(symbol, open_time)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import NamedTuple
+
+import psycopg
+from psycopg import sql
+
+from relay import db
+from relay.notify import announce
+from relay.sources.source import Market
+
+CONCERN = "candles"
+
+
+class Statements(NamedTuple):
+    newest: sql.Composed
+    oldest: sql.Composed
+    symbols: sql.Composed
+    latest_price: sql.Composed
+    price_at: sql.Composed
+    resample: sql.Composed
+
+
+@functools.cache
+def statements(market: Market) -> Statements:
+    ids = {
+        "candles": sql.Identifier(market.candles),
+        "ticker": sql.Identifier(market.ticker),
+        "ticker_time": sql.Identifier(market.ticker_time),
+    }
+    return Statements(
+        newest=sql.SQL("SELECT max(open_time) FROM {candles} WHERE symbol = %(symbol)s").format(
+            **ids
+        ),
+        oldest=sql.SQL("SELECT min(open_time) FROM {candles} WHERE symbol = %(symbol)s").format(
+            **ids
+        ),
+        # Every symbol with candles, by a loose index scan of the primary key: one
+        # probe per symbol, so its cost follows the symbol count, not the rows.
+        symbols=sql.SQL(
+            """
+            WITH RECURSIVE held AS (
+                (SELECT symbol FROM {candles} ORDER BY symbol LIMIT 1)
+                UNION ALL
+                SELECT (SELECT c.symbol FROM {candles} AS c
+                        WHERE c.symbol > held.symbol ORDER BY c.symbol LIMIT 1)
+                FROM held WHERE held.symbol IS NOT NULL
+            )
+            SELECT symbol FROM held WHERE symbol IS NOT NULL
+            """
+        ).format(**ids),
+        # The freshest price held: the ticker's last price, or the newest candle's
+        # close (as of when it was stored, for a minute that was still open) if newer.
+        latest_price=sql.SQL(
+            """
+            SELECT price, as_of FROM (
+                SELECT last_price AS price, {ticker_time} AS as_of
+                FROM {ticker} WHERE symbol = %(symbol)s
+                UNION ALL
+                (SELECT close, least(close_time, fetched_at)
+                 FROM {candles} WHERE symbol = %(symbol)s
+                 ORDER BY open_time DESC LIMIT 1)
+            ) AS latest
+            ORDER BY as_of DESC
+            LIMIT 1
+            """
+        ).format(**ids),
+        # The close of the last 1-minute candle that opened at or before a moment.
+        price_at=sql.SQL(
+            """
+            SELECT close, open_time FROM {candles}
+            WHERE symbol = %(symbol)s AND open_time <= %(at)s
+            ORDER BY open_time DESC
+            LIMIT 1
+            """
+        ).format(**ids),
+        # OHLCV buckets from 1-minute rows, as the exchanges build their own bars. A minute
+        # without a trade (Binance sends one with volume 0 and the previous close four
+        # times; Coinbase sends none) is no trade: open (the first traded minute's), high
+        # and low come from the minutes that traded. Close is the last minute's and volume
+        # the sum; a bucket in which nothing traded is its carried price four times. Both
+        # ordered aggregates take one ascending order, so one sort feeds them.
+        resample=sql.SQL(
+            """
+            SELECT bucket, coalesce(traded_open, close) AS open,
+                   coalesce(traded_high, close) AS high,
+                   coalesce(traded_low, close) AS low, close, volume
+            FROM (
+                SELECT date_bin(%(width)s, open_time, timestamptz '1970-01-01 00:00:00+00')
+                           AS bucket,
+                       (array_agg(open ORDER BY open_time) FILTER (WHERE volume > 0))[1]
+                           AS traded_open,
+                       max(high) FILTER (WHERE volume > 0) AS traded_high,
+                       min(low) FILTER (WHERE volume > 0) AS traded_low,
+                       (array_agg(close ORDER BY open_time))[count(*)] AS close,
+                       sum(volume) AS volume
+                FROM {candles}
+                WHERE symbol = %(symbol)s AND open_time >= %(start)s AND open_time < %(end)s
+                GROUP BY bucket
+            ) AS buckets
+            ORDER BY bucket
+            """
+        ).format(**ids),
+    )
+
+
+def newest_open_time(conn: psycopg.Connection, market: Market, symbol: str) -> datetime | None:
+    return conn.execute(statements(market).newest, {"symbol": symbol}).fetchone()[0]
+
+
+def oldest_open_time(conn: psycopg.Connection, market: Market, symbol: str) -> datetime | None:
+    return conn.execute(statements(market).oldest, {"symbol": symbol}).fetchone()[0]
+
+
+def symbols(conn: psycopg.Connection, market: Market) -> list[str]:
+    return [row[0] for row in conn.execute(statements(market).symbols)]
+
+
+def latest_price(
+    conn: psycopg.Connection, market: Market, symbol: str
+) -> tuple[Decimal, datetime] | None:
+    return conn.execute(statements(market).latest_price, {"symbol": symbol}).fetchone()
+
+
+def price_at(
+    conn: psycopg.Connection, market: Market, symbol: str, at: datetime
+) -> tuple[Decimal, datetime] | None:
+    return conn.execute(statements(market).price_at, {"symbol": symbol, "at": at}).fetchone()
+
+
+def resample(
+    conn: psycopg.Connection,
+    market: Market,
+    symbol: str,
+    width: timedelta,
+    start: datetime,
+    end: datetime,
+) -> list[tuple]:
+    params = {"symbol": symbol, "width": width, "start": start, "end": end}
+    return conn.execute(statements(market).resample, params).fetchall()
+
+
+# -- storing minutes ---------------------------------------------------------------------
+
+
+class Writes(NamedTuple):
+    create_stage: sql.Composed
+    copy_direct: sql.Composed
+    copy_stage: sql.Composed
+    merge: sql.Composed
+
+
+@functools.cache
+def writes(market: Market, columns: tuple[str, ...]) -> Writes:
+    """Statements storing rows of ``columns`` (``open_time`` first), then symbol, fetched_at."""
+    table = sql.Identifier(market.candles)
+    stage = sql.Identifier(f"{market.candles}_stage")
+    every = sql.SQL(", ").join(map(sql.Identifier, (*columns, "symbol", "fetched_at")))
+    values = [c for c in columns if c != "open_time"]
+    stored = sql.SQL(", ").join(sql.Identifier("c", c) for c in values)
+    sent = sql.SQL(", ").join(sql.Identifier("excluded", c) for c in values)
+    return Writes(
+        create_stage=sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
+        ).format(stage=stage, table=table),
+        # Minutes after the newest one stored cannot be there yet: straight in, no merge.
+        copy_direct=sql.SQL("COPY {table} ({every}) FROM STDIN").format(table=table, every=every),
+        copy_stage=sql.SQL("COPY {stage} ({every}) FROM STDIN").format(stage=stage, every=every),
+        # A minute seen again is rewritten only when the exchange changed it (the open
+        # minute, or a late correction), so rowcount counts rows new or changed.
+        merge=sql.SQL(
+            """
+            INSERT INTO {table} AS c ({every})
+            SELECT DISTINCT ON (open_time) {every} FROM {stage} ORDER BY open_time
+            ON CONFLICT (symbol, open_time) DO UPDATE SET {assign}, fetched_at = excluded.fetched_at
+            WHERE ({stored}) IS DISTINCT FROM ({sent})
+            """
+        ).format(
+            table=table,
+            stage=stage,
+            every=every,
+            assign=sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("excluded", c))
+                for c in values
+            ),
+            stored=stored,
+            sent=sent,
+        ),
+    )
+
+
+def _lines(rows: Sequence[NamedTuple], tail: str) -> Iterator[str]:
+    """Rows as COPY text lines: Decimals print every digit they were parsed from."""
+    for row in rows:
+        yield "\t".join(map(str, row)) + tail
+
+
+def store_minutes(
+    conn: psycopg.Connection,
+    market: Market,
+    symbol: str,
+    rows: Sequence[NamedTuple],
+    fetched_at: datetime,
+    stored_upto: datetime | None = None,
+) -> int:
+    """Store a page of 1-minute rows through COPY; return how many were new or changed.
+
+    ``rows`` are NamedTuples whose fields are the table's columns, ``open_time`` first.
+    ``stored_upto`` is the newest minute stored for the symbol before this page (None:
+    nothing stored). Minutes after it are COPYed straight into the table; the rest (the
+    minute that may have been open, a late correction) go through a staging table and
+    an upsert that rewrites only what changed (db.copy_new_else_merge).
+    """
+    if not rows:
+        return 0
+    by_minute = {row[0]: row for row in rows}  # one row a minute, always
+    statements = writes(market, type(rows[0])._fields)
+    tail = f"\t{db.copy_text(symbol)}\t{fetched_at.isoformat()}\n"
+
+    def copy_new(cur: psycopg.Cursor, new: list) -> None:
+        db.copy_lines(cur, statements.copy_direct, _lines(new, tail))
+
+    def merge(cur: psycopg.Cursor, seen: list) -> int:
+        cur.execute(statements.create_stage)
+        db.copy_lines(cur, statements.copy_stage, _lines(seen, tail))
+        cur.execute(statements.merge)
+        return cur.rowcount
+
+    stored = db.copy_new_else_merge(
+        conn,
+        list(by_minute.values()),
+        lambda row: stored_upto is None or row[0] > stored_upto,
+        copy_new,
+        merge,
+    )
+    if stored:
+        announce(conn, CONCERN)
+    return stored
