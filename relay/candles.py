@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from relay import db
+from relay.ingest import PagedRelayIn, storing
 from relay.notify import announce
 from relay.sources.source import Market
 
@@ -248,3 +249,40 @@ def store_minutes(
     if stored:
         announce(conn, CONCERN)
     return stored
+
+
+class CandleRelayIn(PagedRelayIn):
+    """An exchange's relay-in: 1-minute candles onward from the newest stored minute (it
+    may have been open, so it is asked for again and updated in place), then its ticker.
+
+    Subclasses say how a page is fetched and where the next starts, and store the ticker.
+    """
+
+    market: Market
+    concern = CONCERN
+
+    def resolve(self, symbol: str | None) -> str:
+        return self.market.resolve(symbol)
+
+    def resume_point(self, conn, symbol: str) -> datetime | None:
+        return newest_open_time(conn, self.market, symbol)
+
+    def rows(self, page) -> Sequence[NamedTuple]:
+        """The candles in a page (a page is its list of candles unless a source says so)."""
+        return page
+
+    def store_page(self, conn, symbol: str, page, stored_upto: datetime | None) -> int:
+        rows = self.rows(page)
+        return store_minutes(conn, self.market, symbol, rows, self.now(), stored_upto)
+
+    def page_upto(self, page) -> datetime:
+        return max(row.open_time for row in self.rows(page))
+
+    def store_ticker(self, conn: psycopg.Connection, ticker) -> None:
+        raise NotImplementedError
+
+    def finish_symbol(self, symbol: str, deadline: float) -> int:
+        ticker = self.source.fetch_ticker(symbol, deadline=deadline)
+        with storing(self.pool, self.upstream) as conn:
+            self.store_ticker(conn, ticker)
+        return 0  # the ticker refreshes every run; only candles count as new rows

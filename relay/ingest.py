@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -94,6 +95,7 @@ class PagedRelayIn:
     def __init__(
         self,
         pool: ConnectionPool,
+        source: Any,
         *,
         default_symbols: Sequence[str],
         backfill_hours: int,
@@ -102,11 +104,26 @@ class PagedRelayIn:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.pool = pool
+        self.source = source  # the upstream client this relay-in fetches pages with
         self._default_symbols = list(default_symbols)
         self.backfill = timedelta(hours=backfill_hours)
         self.budget_s = budget_s
         self.now = now
         self.clock = clock
+
+    @classmethod
+    def wired(cls, wiring, source: Any, *, symbols: Sequence[str], backfill_hours: int, **extra):
+        """Build from the app's wiring (a Wiring): its pool, budget and clocks."""
+        return cls(
+            wiring.pool,
+            source,
+            default_symbols=symbols,
+            backfill_hours=backfill_hours,
+            budget_s=wiring.budget_s,
+            now=wiring.now,
+            clock=wiring.clock,
+            **extra,
+        )
 
     def default_symbols(self) -> list[str]:
         return list(self._default_symbols)

@@ -7,9 +7,12 @@ reach PostgreSQL as a value it refuses (a 500), or as one we cannot use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
+
+from relay.errors import UpstreamError
 
 # Far beyond any price, size or market cap (and well inside NUMERIC's range),
 # so "1e999999" is refused as the nonsense it is instead of costing a 500.
@@ -20,6 +23,7 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 # Errors that parsing hostile values can raise (OverflowError: dates and times).
 VALUE_ERRORS = (KeyError, TypeError, ValueError, OverflowError, ArithmeticError)
+T = TypeVar("T")
 
 
 def exact_number(value: Any, what: str) -> Decimal:
@@ -82,3 +86,32 @@ def plausible_time(when: datetime, what: str) -> datetime:
     if not EARLIEST <= when < LATEST:
         raise ValueError(f"{what} {when.date().isoformat()} is outside 1970..2200")
     return when
+
+
+def each_row(payload: Any, upstream: str, what: str, parse: Callable[[Any], T]) -> list[T]:
+    """Parse a list answer row by row: one bad row fails the page, a 502 naming it."""
+    if not isinstance(payload, list):
+        raise UpstreamError(
+            f"Bad Gateway: {upstream} {what}s are a {type(payload).__name__}, not a list"
+        )
+    parsed = []
+    for index, row in enumerate(payload):
+        try:
+            parsed.append(parse(row))
+        except VALUE_ERRORS as exc:
+            raise UpstreamError(
+                f"Bad Gateway: {upstream} {what} #{index} is malformed: {exc}"
+            ) from exc
+    return parsed
+
+
+def one_object(payload: Any, upstream: str, what: str, parse: Callable[[dict], T]) -> T:
+    """Parse an object answer: a missing field or a bad value is a 502 naming it."""
+    if not isinstance(payload, dict):
+        raise UpstreamError(f"Bad Gateway: {upstream} {what} is not an object")
+    try:
+        return parse(payload)
+    except KeyError as exc:
+        raise UpstreamError(f"Bad Gateway: {upstream} {what} lacks {exc}") from exc
+    except VALUE_ERRORS as exc:
+        raise UpstreamError(f"Bad Gateway: {upstream} {what} is malformed: {exc}") from exc

@@ -22,10 +22,12 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from relay.errors import BadRequest, UpstreamError
+from relay.sources import symbols
 from relay.sources.http import OutOfTime, UpstreamClient, json_body
 from relay.sources.numbers import (
-    VALUE_ERRORS,
+    each_row,
     exact_number,
+    one_object,
     plain_text,
     plausible_time,
     whole_number,
@@ -79,12 +81,7 @@ class Ticker(NamedTuple):
 
 def resolve_symbol(text: str | None) -> str:
     """Normalize a Binance symbol such as ``adausdt``; BadRequest when malformed."""
-    if text is None or not text.strip():
-        raise BadRequest("Bad Request: Check Symbol Parameter")
-    candidate = text.strip().upper()
-    if not _SYMBOL.match(candidate):
-        raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": text[:100]})
-    return candidate
+    return symbols.resolve(text, _SYMBOL)
 
 
 class BinanceSource:
@@ -188,56 +185,47 @@ def from_millis(value: Any) -> datetime:
 
 def parse_klines(payload: Any) -> list[Kline]:
     """Validate a klines page; one bad row fails the whole page."""
-    if not isinstance(payload, list):
-        raise UpstreamError(
-            f"Bad Gateway: {NAME} klines are a {type(payload).__name__}, not a list"
-        )
-    klines = []
-    for index, row in enumerate(payload):
-        try:
-            if not isinstance(row, list) or len(row) < 11:
-                raise ValueError("not a 12-field kline array")
-            open_time, close_time = from_millis(row[0]), from_millis(row[6])
-            kline = Kline(
-                open_time=open_time,
-                close_time=close_time,
-                open=exact_number(row[1], "open"),
-                high=exact_number(row[2], "high"),
-                low=exact_number(row[3], "low"),
-                close=exact_number(row[4], "close"),
-                volume=exact_number(row[5], "volume"),
-                quote_volume=exact_number(row[7], "quoteVolume"),
-                trades=whole_number(row[8], "trades"),
-                taker_buy_base=exact_number(row[9], "takerBuyBase"),
-                taker_buy_quote=exact_number(row[10], "takerBuyQuote"),
-            )
-            if close_time <= open_time or kline.low > kline.high:
-                raise ValueError("inconsistent times or prices")
-        except VALUE_ERRORS as exc:
-            raise UpstreamError(f"Bad Gateway: {NAME} kline #{index} is malformed: {exc}") from exc
-        klines.append(kline)
-    return klines
+    return each_row(payload, NAME, "kline", _kline)
+
+
+def _kline(row: Any) -> Kline:
+    if not isinstance(row, list) or len(row) < 11:
+        raise ValueError("not a 12-field kline array")
+    open_time, close_time = from_millis(row[0]), from_millis(row[6])
+    kline = Kline(
+        open_time=open_time,
+        close_time=close_time,
+        open=exact_number(row[1], "open"),
+        high=exact_number(row[2], "high"),
+        low=exact_number(row[3], "low"),
+        close=exact_number(row[4], "close"),
+        volume=exact_number(row[5], "volume"),
+        quote_volume=exact_number(row[7], "quoteVolume"),
+        trades=whole_number(row[8], "trades"),
+        taker_buy_base=exact_number(row[9], "takerBuyBase"),
+        taker_buy_quote=exact_number(row[10], "takerBuyQuote"),
+    )
+    if close_time <= open_time or kline.low > kline.high:
+        raise ValueError("inconsistent times or prices")
+    return kline
 
 
 def parse_ticker(payload: Any) -> Ticker:
-    if not isinstance(payload, dict):
-        raise UpstreamError(f"Bad Gateway: {NAME} ticker is not an object")
-    try:
-        return Ticker(
-            symbol=plain_text(payload["symbol"], "symbol", max_length=40),
-            last_price=exact_number(payload["lastPrice"], "lastPrice"),
-            open_price=exact_number(payload["openPrice"], "openPrice"),
-            high_price=exact_number(payload["highPrice"], "highPrice"),
-            low_price=exact_number(payload["lowPrice"], "lowPrice"),
-            volume=exact_number(payload["volume"], "volume"),
-            quote_volume=exact_number(payload["quoteVolume"], "quoteVolume"),
-            price_change=exact_number(payload["priceChange"], "priceChange"),
-            price_change_percent=exact_number(payload["priceChangePercent"], "priceChangePercent"),
-            open_time=from_millis(payload["openTime"]),
-            close_time=from_millis(payload["closeTime"]),
-            trades=whole_number(payload["count"], "count"),
-        )
-    except KeyError as exc:
-        raise UpstreamError(f"Bad Gateway: {NAME} ticker lacks {exc}") from exc
-    except VALUE_ERRORS as exc:
-        raise UpstreamError(f"Bad Gateway: {NAME} ticker is malformed: {exc}") from exc
+    return one_object(payload, NAME, "ticker", _ticker)
+
+
+def _ticker(payload: dict) -> Ticker:
+    return Ticker(
+        symbol=plain_text(payload["symbol"], "symbol", max_length=40),
+        last_price=exact_number(payload["lastPrice"], "lastPrice"),
+        open_price=exact_number(payload["openPrice"], "openPrice"),
+        high_price=exact_number(payload["highPrice"], "highPrice"),
+        low_price=exact_number(payload["lowPrice"], "lowPrice"),
+        volume=exact_number(payload["volume"], "volume"),
+        quote_volume=exact_number(payload["quoteVolume"], "quoteVolume"),
+        price_change=exact_number(payload["priceChange"], "priceChange"),
+        price_change_percent=exact_number(payload["priceChangePercent"], "priceChangePercent"),
+        open_time=from_millis(payload["openTime"]),
+        close_time=from_millis(payload["closeTime"]),
+        trades=whole_number(payload["count"], "count"),
+    )

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from relay.errors import BadRequest, UpstreamError
+from relay.sources import symbols
 from relay.sources.http import UpstreamClient, json_body
 from relay.sources.numbers import VALUE_ERRORS, exact_number, plain_text, plausible_time
 
@@ -22,6 +23,7 @@ NAME = "CoinAPI"
 _ASSET_CODE = re.compile(r"^[A-Z0-9]{1,20}$")
 # ...or a full symbol id: EXCHANGE_TYPE_BASE_QUOTE[_more], e.g. BITSTAMP_SPOT_BTC_USD.
 _SYMBOL_ID = re.compile(r"^[A-Z0-9]{1,40}(?:_[A-Z0-9.\-]{1,40}){2,8}$")
+_ANY_SYMBOL = re.compile(f"{_ASSET_CODE.pattern}|{_SYMBOL_ID.pattern}")
 # CoinAPI's documented answer for "no such item" besides 400.
 _NO_DATA = 550
 # A trade is about 230 bytes of JSON; a page may take 1 KiB a trade, and no more.
@@ -44,14 +46,8 @@ def resolve_symbol(text: str | None, template: str) -> str:
 
     Raises BadRequest with the original Relay API's messages.
     """
-    if text is None or not text.strip():
-        raise BadRequest("Bad Request: Check Symbol Parameter")
-    candidate = text.strip().upper()
-    if _ASSET_CODE.match(candidate):
-        return template.format(code=candidate)
-    if _SYMBOL_ID.match(candidate):
-        return candidate
-    raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": text[:100]})
+    candidate = symbols.resolve(text, _ANY_SYMBOL)
+    return template.format(code=candidate) if _ASSET_CODE.match(candidate) else candidate
 
 
 class CoinAPISource:

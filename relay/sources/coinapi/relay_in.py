@@ -26,22 +26,16 @@ class CoinAPIRelayIn(PagedRelayIn):
         source = CoinAPISource(
             wiring.client(COINAPI), settings.url, settings.key, settings.page_limit
         )
-        return cls(
-            wiring.pool,
+        return cls.wired(
+            wiring,
             source,
-            symbol_template=settings.symbol_template,
-            default_symbols=settings.symbols,
+            symbols=settings.symbols,
             backfill_hours=settings.backfill_hours,
-            budget_s=wiring.budget_s,
-            now=wiring.now,
-            clock=wiring.clock,
+            symbol_template=settings.symbol_template,
         )
 
-    def __init__(
-        self, pool: ConnectionPool, source: CoinAPISource, *, symbol_template: str, **kwargs
-    ):
-        super().__init__(pool, **kwargs)
-        self.source = source
+    def __init__(self, pool: ConnectionPool, source: CoinAPISource, *, symbol_template: str, **kw):
+        super().__init__(pool, source, **kw)
         self.symbol_template = symbol_template
 
     def resolve(self, symbol: str | None) -> str:

@@ -25,10 +25,12 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from relay.errors import BadRequest, UpstreamError
+from relay.sources import symbols
 from relay.sources.http import OutOfTime, UpstreamClient, json_body
 from relay.sources.numbers import (
-    VALUE_ERRORS,
+    each_row,
     exact_number,
+    one_object,
     plain_text,
     plausible_time,
     whole_number,
@@ -74,12 +76,7 @@ class Ticker(NamedTuple):
 
 def resolve_product(text: str | None) -> str:
     """Normalize a product id such as ``btc-usd``; BadRequest when malformed."""
-    if text is None or not text.strip():
-        raise BadRequest("Bad Request: Check Symbol Parameter")
-    candidate = text.strip().upper()
-    if not _PRODUCT.match(candidate):
-        raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": text[:100]})
-    return candidate
+    return symbols.resolve(text, _PRODUCT)
 
 
 class Pace:
@@ -174,53 +171,45 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def parse_candles(payload: Any) -> list[Candle]:
     """Validate a candles answer; one bad row fails the whole page. Oldest first."""
-    if not isinstance(payload, list):
-        raise UpstreamError(
-            f"Bad Gateway: {NAME} candles are a {type(payload).__name__}, not a list"
-        )
-    candles = []
-    for index, row in enumerate(payload):
-        try:
-            if not isinstance(row, list) or len(row) < 6:
-                raise ValueError("not a [time, low, high, open, close, volume] array")
-            seconds = whole_number(row[0], "time")
-            if seconds % 60:
-                raise ValueError("time is not the start of a minute")
-            open_time = plausible_time(_EPOCH + timedelta(seconds=seconds), "time")
-            candle = Candle(
-                open_time=open_time,
-                close_time=open_time + MINUTE,
-                low=exact_number(row[1], "low"),
-                high=exact_number(row[2], "high"),
-                open=exact_number(row[3], "open"),
-                close=exact_number(row[4], "close"),
-                volume=exact_number(row[5], "volume"),
-            )
-            if candle.low > candle.high:
-                raise ValueError("inconsistent prices")
-        except VALUE_ERRORS as exc:
-            raise UpstreamError(f"Bad Gateway: {NAME} candle #{index} is malformed: {exc}") from exc
-        candles.append(candle)
+    candles = each_row(payload, NAME, "candle", _candle)
     candles.sort(key=lambda candle: candle.open_time)
     return candles
 
 
+def _candle(row: Any) -> Candle:
+    if not isinstance(row, list) or len(row) < 6:
+        raise ValueError("not a [time, low, high, open, close, volume] array")
+    seconds = whole_number(row[0], "time")
+    if seconds % 60:
+        raise ValueError("time is not the start of a minute")
+    open_time = plausible_time(_EPOCH + timedelta(seconds=seconds), "time")
+    candle = Candle(
+        open_time=open_time,
+        close_time=open_time + MINUTE,
+        low=exact_number(row[1], "low"),
+        high=exact_number(row[2], "high"),
+        open=exact_number(row[3], "open"),
+        close=exact_number(row[4], "close"),
+        volume=exact_number(row[5], "volume"),
+    )
+    if candle.low > candle.high:
+        raise ValueError("inconsistent prices")
+    return candle
+
+
 def parse_ticker(payload: Any, product: str) -> Ticker:
-    if not isinstance(payload, dict):
-        raise UpstreamError(f"Bad Gateway: {NAME} ticker is not an object")
-    try:
-        traded_at = datetime.fromisoformat(plain_text(payload["time"], "time", max_length=40))
-        return Ticker(
-            symbol=product,
-            last_price=exact_number(payload["price"], "price"),
-            size=exact_number(payload["size"], "size"),
-            bid=exact_number(payload["bid"], "bid"),
-            ask=exact_number(payload["ask"], "ask"),
-            volume=exact_number(payload["volume"], "volume"),
-            trade_id=whole_number(payload["trade_id"], "trade_id"),
-            traded_at=plausible_time(traded_at, "time"),
-        )
-    except KeyError as exc:
-        raise UpstreamError(f"Bad Gateway: {NAME} ticker lacks {exc}") from exc
-    except VALUE_ERRORS as exc:
-        raise UpstreamError(f"Bad Gateway: {NAME} ticker is malformed: {exc}") from exc
+    return one_object(payload, NAME, "ticker", lambda fields: _ticker(fields, product))
+
+
+def _ticker(payload: dict, product: str) -> Ticker:
+    traded_at = datetime.fromisoformat(plain_text(payload["time"], "time", max_length=40))
+    return Ticker(
+        symbol=product,
+        last_price=exact_number(payload["price"], "price"),
+        size=exact_number(payload["size"], "size"),
+        bid=exact_number(payload["bid"], "bid"),
+        ask=exact_number(payload["ask"], "ask"),
+        volume=exact_number(payload["volume"], "volume"),
+        trade_id=whole_number(payload["trade_id"], "trade_id"),
+        traded_at=plausible_time(traded_at, "time"),
+    )

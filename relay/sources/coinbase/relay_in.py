@@ -10,10 +10,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from psycopg_pool import ConnectionPool
-
-from relay import candles
-from relay.ingest import PagedRelayIn, storing
+from relay.candles import CandleRelayIn
 from relay.sources.coinbase import store
 from relay.sources.coinbase.client import (
     MINUTE,
@@ -50,36 +47,19 @@ def floor_minute(when: datetime) -> datetime:
     return when.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-class CoinbaseRelayIn(PagedRelayIn):
+class CoinbaseRelayIn(CandleRelayIn):
     """Relay Coinbase 1-minute candles into ``coinbase_candle``, then the ticker."""
 
     name = "coinbase"
     upstream = NAME
-    concern = "candles"
+    market = MARKET
 
     @classmethod
     def build(cls, settings: Settings, wiring: Wiring) -> CoinbaseRelayIn:
         source = CoinbaseSource(wiring.client(NAME), settings.url, sleep=wiring.sleep)
-        return cls(
-            wiring.pool,
-            source,
-            default_symbols=settings.products,
-            backfill_hours=settings.backfill_hours,
-            budget_s=wiring.budget_s,
-            now=wiring.now,
-            clock=wiring.clock,
+        return cls.wired(
+            wiring, source, symbols=settings.products, backfill_hours=settings.backfill_hours
         )
-
-    def __init__(self, pool: ConnectionPool, source: CoinbaseSource, **kwargs):
-        super().__init__(pool, **kwargs)
-        self.source = source
-
-    def resolve(self, symbol: str | None) -> str:
-        return resolve_product(symbol)
-
-    def resume_point(self, conn, symbol: str) -> datetime | None:
-        # Start at the newest stored minute: it may have been still open.
-        return candles.newest_open_time(conn, MARKET, symbol)
 
     def fetch_page(self, symbol: str, start: datetime, deadline: float) -> Window:
         start = floor_minute(start)
@@ -87,11 +67,8 @@ class CoinbaseRelayIn(PagedRelayIn):
         rows = self.source.fetch_candles(symbol, start, end, deadline=deadline)
         return Window(start, end, rows)
 
-    def store_page(self, conn, symbol: str, page: Window, stored_upto) -> int:
-        return candles.store_minutes(conn, MARKET, symbol, page.rows, self.now(), stored_upto)
-
-    def page_upto(self, page: Window) -> datetime:
-        return max(candle.open_time for candle in page.rows)
+    def rows(self, page: Window) -> list[Candle]:
+        return page.rows
 
     def is_last_page(self, page: Window) -> bool:
         return page.end >= floor_minute(self.now())
@@ -99,8 +76,5 @@ class CoinbaseRelayIn(PagedRelayIn):
     def next_start(self, page: Window) -> datetime:
         return page.end + MINUTE
 
-    def finish_symbol(self, symbol: str, deadline: float) -> int:
-        ticker = self.source.fetch_ticker(symbol, deadline=deadline)
-        with storing(self.pool, self.upstream) as conn:
-            store.store_ticker(conn, ticker, self.now())
-        return 0  # the ticker refreshes every run; only candles count as new rows
+    def store_ticker(self, conn, ticker) -> None:
+        store.store_ticker(conn, ticker, self.now())

@@ -1,0 +1,20 @@
+"""How callers write a symbol: one rule for every source, each with its own pattern."""
+
+from __future__ import annotations
+
+import re
+
+from relay.errors import BadRequest
+
+
+def resolve(text: str | None, pattern: re.Pattern[str]) -> str:
+    """``text`` stripped and upper-cased; BadRequest (the original API's words) unless it fits.
+
+    Missing or empty is ``Check Symbol Parameter``; malformed is ``Invalid Symbol``.
+    """
+    if text is None or not text.strip():
+        raise BadRequest("Bad Request: Check Symbol Parameter")
+    candidate = text.strip().upper()
+    if not pattern.match(candidate):
+        raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": text[:100]})
+    return candidate
