@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import falcon
 from psycopg_pool import ConnectionPool
 
-from relay import db, errors, media, openapi
+from relay import db, errors, media, params
 from relay.auth import AuthMiddleware, Revocations, TokenVerifier
 from relay.changes import AnswerCache, Changes
 from relay.coins import Coins
@@ -26,7 +26,6 @@ from relay.fx import FX
 from relay.ingest import utcnow
 from relay.markets import Markets
 from relay.middleware import (
-    KnownParametersMiddleware,
     LimitsMiddleware,
     PrivateAnswersMiddleware,
     RequestIdMiddleware,
@@ -131,15 +130,9 @@ def create_app(
     middleware += [
         LimitsMiddleware(config.max_query_bytes, config.max_body_bytes),
         AuthMiddleware(TokenVerifier(config.jwt_secrets), Revocations(pool, changes)),
-        # after the token check: a caller without one learns nothing more
-        # The API's routes take only what they declare; the page and docs ignore the rest.
-        KnownParametersMiddleware(
-            {
-                route: names
-                for route, names in openapi.query_names(openapi.document()).items()
-                if route[0].startswith(API)
-            }
-        ),
+        # after the token check: a caller without one learns nothing more. Each API route
+        # parses its query by its declaration; the page and docs ignore the rest.
+        params.DeclaredParameters(),
     ]
     app = App(middleware=middleware)
     app.answer_cache = cache
@@ -157,12 +150,13 @@ def create_app(
     app.add_route("/", web.PageResource(versions))
     app.add_sink(web.Assets(web.PREFIX, web.WEB, versions=versions), web.PREFIX + "/")
     app.add_route(f"{API}/relay-in", RelayInResource(ledger, runners))
-    app.add_route(f"{API}/relay-in/runs", RunsResource(ledger, list(runners)))
+    app.add_route(f"{API}/relay-in/runs", RunsResource(ledger))
     for runner in runners.values():
         app.add_route(f"{API}/relay-in/{runner.name}", SourceRelayInResource(ledger, runner))
     template = config.source("coinapi").symbol_template
-    app.add_route(f"{API}/relay-out", RecordsResource(pool, cache, template, symbol_param="Symbol"))
-    app.add_route(f"{API}/relay-out/records", RecordsResource(pool, cache, template))
+    records = RecordsResource(pool, cache, template)
+    app.add_route(f"{API}/relay-out", records)
+    app.add_route(f"{API}/relay-out/records", records)
     market_answers = Markets(pool, cache, {name: s.market for name, s in MARKETS.items()})
     app.add_route(f"{API}/relay-out/symbols", SymbolsResource(market_answers))
     app.add_route(f"{API}/relay-out/price", PriceResource(market_answers))

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from psycopg_pool import ConnectionPool
 
-from relay import caching, candles, db
+from relay import caching, candles, db, params
 from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound, Unprocessable
 from relay.sources.source import Market
@@ -49,6 +49,11 @@ def interval(text: str) -> str:
     if name not in INTERVALS:
         raise BadRequest("Bad Request: interval parameter must be one of " + ", ".join(INTERVALS))
     return name
+
+
+def interval_pattern(name: str) -> str:
+    """What ``interval`` accepts for ``name``: any case, but m stays m (M is a month)."""
+    return "".join(c if c == "m" else params.any_case(c) for c in name)
 
 
 class Markets:

@@ -7,7 +7,7 @@ import random
 import re
 import uuid
 
-from relay.errors import BadRequest, LengthRequired, PayloadTooLarge, URITooLong
+from relay.errors import LengthRequired, PayloadTooLarge, URITooLong
 
 # A client's id is echoed only when it is short and plain, never arbitrary bytes.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -99,28 +99,3 @@ class PrivateAnswersMiddleware:
         vary = [v.strip() for v in (resp.get_header("Vary") or "").split(",") if v.strip()]
         if not any(v.lower() in ("authorization", "*") for v in vary):
             resp.set_header("Vary", ", ".join([*vary, "Authorization"]))
-
-
-class KnownParametersMiddleware:
-    """Refuse (400) a query parameter the route does not declare, naming it.
-
-    ``declared`` maps (route template, METHOD) to its parameter names, read
-    from the OpenAPI document, so a route's parameters are written once. An
-    unknown name is a typo the client should hear of, and it would otherwise
-    make a new answer to compute and cache. Sinks and undeclared methods
-    (answered 405) are left to their responders.
-    """
-
-    MAX_NAME_SHOWN = 50
-
-    def __init__(self, declared: dict[tuple[str, str], frozenset[str]]):
-        self.declared = declared
-
-    def process_resource(self, req, resp, resource, params):
-        allowed = self.declared.get((req.uri_template, req.method))
-        if allowed is None:
-            return
-        unknown = sorted(name for name in req.params if name not in allowed)
-        if unknown:
-            name = unknown[0][: self.MAX_NAME_SHOWN]
-            raise BadRequest(f"Bad Request: unknown parameter {name!r}")

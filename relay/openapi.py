@@ -11,9 +11,17 @@ from typing import Any
 
 from relay.coins import SYMBOL as COIN_SYMBOL
 from relay.markets import INTERVALS
-from relay.params import RANGE_TEXT
+from relay.resources.coins import DashboardResource, SearchResource
+from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
+from relay.resources.markets import (
+    CandlesResource,
+    PriceResource,
+    ProfitResource,
+    SymbolsResource,
+)
+from relay.resources.relay_in import RelayInResource, RunsResource
+from relay.resources.relay_out import RecordsResource
 from relay.sources import registry
-from relay.sources.cmc.store import DASHBOARD_ORDER
 
 API = "/relay-api/v1"
 DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "description": "exact decimal"}
@@ -40,7 +48,7 @@ ERROR_TEXT = {
     503: "The database (or CoinMarketCap's rate limit) is unavailable",
     504: "The upstream did not answer in time",
 }
-COMMON_ERRORS = (400, 401, 403, 413, 414, 500, 503)
+COMMON_ERRORS = (401, 403, 413, 414, 500, 503)
 
 
 def envelope(data: dict | None = None) -> dict:
@@ -81,23 +89,16 @@ def param(
     return out
 
 
-EXCHANGE = param(
-    "exchange",
-    {"type": "string", "enum": list(registry.MARKETS), "default": next(iter(registry.MARKETS))},
-    description="the exchange whose candles and tickers answer (case-insensitive)",
-)
-# price and profit take the seed's spelling too; give one of the two
-MARKET_SYMBOL = (
-    param("symbol", SYMBOL, description="required (or currency)", example="ADAUSDT"),
-    param("currency", SYMBOL, description="the same as symbol (the original name)"),
-)
-
-
 def json_response(description: str, data: dict) -> dict:
     return {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{data}"}}},
     }
+
+
+def declared(resource: type) -> list[dict]:
+    """A resource's query parameters as it declares them (relay.params), documented."""
+    return [entry for param in resource.query for entry in param.documented()]
 
 
 def operation(
@@ -107,9 +108,13 @@ def operation(
     ok: dict[int | str, dict],
     errors: tuple[int, ...] = (),
     body: dict | None = None,
+    *,
+    takes_input: bool = True,
 ) -> dict:
+    """An operation; 400 is documented where it takes input (every API route refuses a
+    query parameter it does not declare), not on /health, /metrics and the like."""
     responses: dict[str, Any] = {str(k): v for k, v in ok.items()}
-    for status in sorted(set(COMMON_ERRORS) | set(errors)):
+    for status in sorted(set(COMMON_ERRORS) | set(errors) | ({400} if takes_input else set())):
         if scope is None and status in (401, 403):
             continue
         responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
@@ -341,14 +346,6 @@ CACHED = {
     }
 }
 NOT_MODIFIED = {"description": "The client's copy (If-None-Match) is current"}
-START_END = [
-    param(
-        "start",
-        TEXT,
-        description=f"ISO 8601 date or date-time, inclusive (UTC if no offset), {RANGE_TEXT}",
-    ),
-    param("end", TEXT, description=f"ISO 8601 date or date-time, exclusive, {RANGE_TEXT}"),
-]
 SYMBOLS_BODY = {
     "required": False,
     "content": {
@@ -374,17 +371,10 @@ def _paths() -> dict:
     records = operation(
         "Trades of a CoinAPI symbol, newest first, keyset-paginated",
         "relay:out",
-        [
-            *START_END,
-            param("limit", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}),
-            param("cursor", TEXT, description="next_cursor of the previous page"),
-        ],
+        declared(RecordsResource),
         {200: json_response("A page of trades", "Records")},
         (404,),
     )
-
-    def with_symbol(op: dict, name: str) -> dict:
-        return {**op, "parameters": [param(name, SYMBOL, required=True), *op["parameters"]]}
 
     paths = {
         "/health": {
@@ -393,6 +383,7 @@ def _paths() -> dict:
                 None,
                 [],
                 {200: json_response("The database answers", "Health")},
+                takes_input=False,
             )
         },
         "/metrics": {
@@ -406,6 +397,7 @@ def _paths() -> dict:
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     }
                 },
+                takes_input=False,
             )
         },
         "/": {"get": html_page("The web page: dashboard, search, prices, candles, FX")},
@@ -427,15 +419,7 @@ def _paths() -> dict:
             "get": operation(
                 "Relay one symbol in (the original contract); source defaults to coinapi",
                 "relay:in",
-                [
-                    param(
-                        "Symbol",
-                        TEXT,
-                        description="required for coinapi and binance",
-                        example="BTC",
-                    ),
-                    param("source", {"type": "string", "enum": SOURCES}),
-                ],
+                declared(RelayInResource),
                 RELAY_IN_OK,
                 RELAY_IN_ERRORS,
             )
@@ -444,22 +428,17 @@ def _paths() -> dict:
             "get": operation(
                 "Recent relay-in runs, newest first",
                 "relay:in",
-                [
-                    param("source", {"type": "string", "enum": SOURCES}),
-                    param(
-                        "limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}
-                    ),
-                ],
+                declared(RunsResource),
                 {200: json_response("Runs", "Runs")},
             )
         },
-        f"{API}/relay-out": {"get": with_symbol(records, "Symbol")},
-        f"{API}/relay-out/records": {"get": with_symbol(records, "symbol")},
+        f"{API}/relay-out": {"get": records},
+        f"{API}/relay-out/records": {"get": records},
         f"{API}/relay-out/symbols": {
             "get": operation(
                 "An exchange's symbols held, in order (those price, profit and candles answer for)",
                 "relay:out",
-                [EXCHANGE],
+                declared(SymbolsResource),
                 {200: json_response("Symbols", "Symbols")},
             )
         },
@@ -467,7 +446,7 @@ def _paths() -> dict:
             "get": operation(
                 "The last traded price held for a symbol of an exchange",
                 "relay:out",
-                [*MARKET_SYMBOL, EXCHANGE],
+                declared(PriceResource),
                 {200: json_response("Price", "Price")},
                 (404,),
             )
@@ -476,17 +455,7 @@ def _paths() -> dict:
             "get": operation(
                 "What value bought 24 hours ago is worth now",
                 "relay:out",
-                [
-                    param(
-                        "value",
-                        TEXT,
-                        required=True,
-                        description="positive decimal, at most 1e15",
-                        example="1000",
-                    ),
-                    *MARKET_SYMBOL,
-                    EXCHANGE,
-                ],
+                declared(ProfitResource),
                 {200: json_response("Profit", "Profit")},
                 (404, 422),
             )
@@ -495,16 +464,7 @@ def _paths() -> dict:
             "get": operation(
                 "OHLCV candles resampled from 1-minute rows",
                 "relay:out",
-                [
-                    param("symbol", SYMBOL, required=True, example="ADAUSDT"),
-                    param(
-                        "interval",
-                        {"type": "string", "enum": list(INTERVALS), "default": "1h"},
-                        description="as the exchanges write it; 1H is read as 1h",
-                    ),
-                    *START_END,
-                    EXCHANGE,
-                ],
+                declared(CandlesResource),
                 {200: json_response("Candles", "Candles")},
                 (404,),
             )
@@ -513,16 +473,7 @@ def _paths() -> dict:
             "get": operation(
                 "The ranked coin table for a day",
                 "relay:out",
-                [
-                    param("id", TEXT, description="all, or comma-separated symbols", example="all"),
-                    param("date", DATE, description=f"default: the latest day held; {RANGE_TEXT}"),
-                    param("order_by", {"type": "string", "enum": list(DASHBOARD_ORDER)}),
-                    param("order_type", {"type": "string", "enum": ["asc", "desc"]}),
-                    param(
-                        "limit", {"type": "integer", "minimum": 1, "maximum": 5000, "default": 100}
-                    ),
-                    param("offset", {"type": "integer", "minimum": 0, "maximum": 1000000}),
-                ],
+                declared(DashboardResource),
                 {200: json_response("Rows", "Dashboard"), 204: NO_CONTENT},
             )
         },
@@ -530,7 +481,7 @@ def _paths() -> dict:
             "get": operation(
                 "Coins by name or symbol",
                 "relay:out",
-                [param("name", SYMBOL, required=True, example="bit")],
+                declared(SearchResource),
                 {200: json_response("Results", "Search"), 204: NO_CONTENT},
             )
         },
@@ -563,16 +514,7 @@ def _paths() -> dict:
             "get": operation(
                 "Euro reference rates on a day, cross rates through the euro",
                 "relay:out",
-                [
-                    param("date", TEXT, description="latest or YYYY-MM-DD"),
-                    param("base", CURRENCY, example="USD"),
-                    param(
-                        "symbols",
-                        TEXT,
-                        description="comma-separated currency codes",
-                        example="JPY,GBP",
-                    ),
-                ],
+                declared(RatesResource),
                 {200: {**json_response("Rates", "Rates"), **CACHED}, 304: NOT_MODIFIED},
                 (404,),
             )
@@ -581,12 +523,7 @@ def _paths() -> dict:
             "get": operation(
                 "Rates over a range of business days (at most 366 days)",
                 "relay:out",
-                [
-                    param("start", DATE, required=True, example="2018-06-01"),
-                    param("end", DATE, example="2018-06-11"),
-                    param("base", CURRENCY, example="USD"),
-                    param("symbols", TEXT),
-                ],
+                declared(SeriesResource),
                 {200: {**json_response("Series", "Series"), **CACHED}, 304: NOT_MODIFIED},
                 (404,),
             )
@@ -595,14 +532,7 @@ def _paths() -> dict:
             "get": operation(
                 "Convert an amount between currencies",
                 "relay:out",
-                [
-                    param("from", CURRENCY, required=True, example="USD"),
-                    param("to", CURRENCY, required=True, example="JPY"),
-                    param(
-                        "amount", TEXT, description="non-negative decimal, default 1", example="100"
-                    ),
-                    param("date", TEXT, description="latest or YYYY-MM-DD"),
-                ],
+                declared(ConvertResource),
                 {200: {**json_response("Conversion", "Convert"), **CACHED}, 304: NOT_MODIFIED},
                 (404,),
             )
@@ -641,17 +571,6 @@ def head(get: dict) -> dict:
         for status, answer in get["responses"].items()
     }
     return {**get, "summary": f"{get['summary']} (headers only)", "responses": responses}
-
-
-def query_names(doc: dict) -> dict[tuple[str, str], frozenset[str]]:
-    """The query parameters each (route template, METHOD) declares: the only ones it takes."""
-    return {
-        (path, method.upper()): frozenset(
-            p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
-        )
-        for path, operations in doc["paths"].items()
-        for method, operation in operations.items()
-    }
 
 
 def document(server_url: str | None = None) -> dict:

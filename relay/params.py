@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time
+from typing import Any
 
 import falcon
 
@@ -21,45 +23,18 @@ RANGE_TEXT = f"from {EARLIEST.date().isoformat()} up to (not including) {LATEST.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def text(req: falcon.Request, name: str, *, required: bool = False) -> str | None:
-    """Return a stripped, single-valued string parameter, or None when absent."""
-    values = req.get_param_as_list(name)
-    if not values:
-        if required:
-            raise BadRequest(f"Bad Request: {name} parameter is required")
-        return None
-    if len(values) > 1:
-        raise BadRequest(f"Bad Request: {name} parameter given more than once")
-    value = values[0].strip()
+def clean(value: str, name: str) -> str | None:
+    """A value without its surrounding spaces, None when nothing is left; every parameter's
+    first check: at most MAX_PARAM_LENGTH characters, no control characters."""
+    value = value.strip(" ")
     if len(value) > MAX_PARAM_LENGTH:
         raise BadRequest(f"Bad Request: {name} parameter is too long")
     if _CONTROL.search(value):
         raise BadRequest(f"Bad Request: {name} parameter contains control characters")
-    if not value:
-        if required:
-            raise BadRequest(f"Bad Request: {name} parameter must not be empty")
-        return None
-    return value
+    return value or None
 
 
-def integer(req: falcon.Request, name: str, *, default: int, low: int, high: int) -> int:
-    raw = text(req, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"Bad Request: {name} parameter must be a whole number") from None
-    if not low <= value <= high:
-        raise BadRequest(f"Bad Request: {name} parameter must be between {low} and {high}")
-    return value
-
-
-def timestamp(req: falcon.Request, name: str) -> datetime | None:
-    """Parse an ISO 8601 date or date-time; a time without offset is taken as UTC."""
-    raw = text(req, name)
-    if raw is None:
-        return None
+def _moment(raw: str, name: str) -> datetime:
     try:
         if len(raw) == 10:
             when = datetime.combine(date.fromisoformat(raw), time(), UTC)
@@ -75,51 +50,251 @@ def timestamp(req: falcon.Request, name: str) -> datetime | None:
     return _in_range(when, name)
 
 
-def day(req: falcon.Request, name: str) -> date | None:
-    """Parse a date (YYYY-MM-DD)."""
-    raw = text(req, name)
-    if raw is None:
-        return None
-    try:
-        on = date.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest(f"Bad Request: {name} parameter must be a date (YYYY-MM-DD)") from None
-    return _in_range(datetime.combine(on, time(), UTC), name).date()
-
-
 def _in_range(when: datetime | None, name: str) -> datetime:
     if when is None or not EARLIEST <= when < LATEST:
         raise BadRequest(f"Bad Request: {name} parameter must be {RANGE_TEXT}")
     return when
 
 
-def time_range(req: falcon.Request) -> tuple[datetime | None, datetime | None]:
-    """Return the half-open range [start, end) given by ``start`` and ``end``."""
-    start, end = timestamp(req, "start"), timestamp(req, "end")
+def ordered(start: datetime | None, end: datetime | None):
+    """``(start, end)``, refused when start is after end."""
     if start and end and start > end:
         raise BadRequest("Bad Request: start parameter is after end")
     return start, end
 
 
-def aliased(
-    req: falcon.Request, name: str, *aliases: str, required: bool = False
-) -> tuple[str, str | None]:
-    """A parameter callers may also spell as one of ``aliases``: (the name used, its value)."""
-    given = [n for n in (name, *aliases) if req.get_param(n) is not None]
-    if len(given) > 1:
-        raise BadRequest(
-            f"Bad Request: {given[0]} and {given[1]} parameters are the same; give one"
-        )
-    used = given[0] if given else name
-    return used, text(req, used, required=required)
+# -- declared parameters -------------------------------------------------------------------
+#
+# A route declares its query parameters once, as ``query = (Param, ...)`` on its resource.
+# The same declaration parses and validates every request (DeclaredParameters below puts
+# the values in ``req.context.query``) and writes the route's parameters in the OpenAPI
+# document (``Param.documented``), so the two cannot drift apart.
 
 
-def choice(req: falcon.Request, name: str, options: Iterable[str], default: str) -> str:
-    """One of ``options`` (lowercase), whatever case the caller wrote it in."""
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One query parameter: its name (and the older spellings it also answers to), its
+    JSON schema, and how its text becomes a value (raising BadRequest naming it)."""
+
+    name: str
+    schema: dict
+    read: Callable[[str, str], Any] = lambda raw, name: raw
+    required: bool = False
+    default: Any = None
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    example: Any = None
+    missing: str = ""  # the message when a required parameter is absent, if not the usual
+
+    def __post_init__(self):
+        if self.schema.get("type") == "string":  # what clean() lets through, at most
+            limit = min(self.schema.get("maxLength", MAX_PARAM_LENGTH), MAX_PARAM_LENGTH)
+            object.__setattr__(self, "schema", {**self.schema, "maxLength": limit})
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    def parse(self, req: falcon.Request) -> Any:
+        given = [name for name in self.names if req.get_param(name) is not None]
+        if len(given) > 1:
+            raise BadRequest(
+                f"Bad Request: {given[0]} and {given[1]} parameters are the same; give one"
+            )
+        used = given[0] if given else self.name
+        values = req.get_param_as_list(used) or []
+        if len(values) > 1:
+            raise BadRequest(f"Bad Request: {used} parameter given more than once")
+        if not values and self.required:
+            raise BadRequest(self.missing or f"Bad Request: {used} parameter is required")
+        return self.take(values[0], used) if values else self.default
+
+    def take(self, raw: str, used: str) -> Any:
+        """One value as sent, under the name it was sent as."""
+        value = clean(raw, used)
+        if value is None:
+            if self.required:
+                raise BadRequest(self.missing or f"Bad Request: {used} parameter must not be empty")
+            return self.default
+        return self.read(value, used)
+
+    def documented(self) -> list[dict]:
+        """OpenAPI parameter objects: the name, then each alias (deprecated)."""
+        first: dict[str, Any] = {
+            "name": self.name,
+            "in": "query",
+            "required": self.required,
+            "schema": self.schema,
+        }
+        if self.description:
+            first["description"] = self.description
+        if self.example is not None:
+            first["example"] = self.example
+        return [first] + [
+            {
+                "name": alias,
+                "in": "query",
+                "required": False,
+                "deprecated": True,
+                "schema": self.schema,
+                "description": f"the original name of {self.name}; give one of the two",
+            }
+            for alias in self.aliases
+        ]
+
+
+# Text as a parameter may hold it: no control characters, not only spaces.
+PLAIN = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
+
+
+def text_param(
+    name: str,
+    *,
+    required: bool = False,
+    default: str | None = None,
+    pattern: re.Pattern[str] | None = None,
+    message: str = "",
+    aliases: tuple[str, ...] = (),
+    description: str = "",
+    example: Any = None,
+) -> Param:
+    """Free text up to MAX_PARAM_LENGTH, or text that must match ``pattern``."""
+    schema: dict[str, Any] = {"type": "string", "maxLength": MAX_PARAM_LENGTH}
+    schema["pattern"] = pattern.pattern if pattern else PLAIN
+    if default is not None:
+        schema["default"] = default
+
+    def read(raw: str, used: str) -> str:
+        if pattern is not None and not pattern.match(raw):
+            raise BadRequest(f"Bad Request: {used} parameter {message or 'is malformed'}")
+        return raw
+
+    return Param(name, schema, read, required, default, aliases, description, example)
+
+
+_WHOLE = re.compile(r"^-?[0-9]{1,18}$")
+
+
+def whole_param(name: str, *, default: int, low: int, high: int, description: str = "") -> Param:
+    schema = {"type": "integer", "minimum": low, "maximum": high, "default": default}
+
+    def read(raw: str, used: str) -> int:
+        if not _WHOLE.match(raw):
+            raise BadRequest(f"Bad Request: {used} parameter must be a whole number")
+        value = int(raw)
+        if not low <= value <= high:
+            raise BadRequest(f"Bad Request: {used} parameter must be between {low} and {high}")
+        return value
+
+    return Param(name, schema, read, default=default, description=description)
+
+
+def any_case(text: str) -> str:
+    """A regular expression (ECMA 262 as JSON Schema's) matching ``text`` in any case."""
+    return "".join(
+        f"[{c.upper()}{c.lower()}]" if c.upper() != c.lower() else re.escape(c) for c in text
+    )
+
+
+def choice_param(
+    name: str, options: Iterable[str], *, default: str | None, description: str = ""
+) -> Param:
+    """One of ``options``, in any case (the value is the option as declared)."""
     options = list(options)
-    raw = text(req, name)
-    if raw is None:
-        return default
-    if raw.lower() not in options:
-        raise BadRequest(f"Bad Request: {name} parameter must be one of {', '.join(options)}")
-    return raw.lower()
+    by_folded = {option.lower(): option for option in options}
+    # Any case of each option, so the document takes exactly what the server takes.
+    pattern = "^(" + "|".join(any_case(option) for option in options) + ")$"
+    schema = {"type": "string", "pattern": pattern, "examples": options}
+    if default is not None:
+        schema["default"] = default
+
+    def read(raw: str, used: str) -> str:
+        if raw.lower() not in by_folded:
+            raise BadRequest(f"Bad Request: {used} parameter must be one of {', '.join(options)}")
+        return by_folded[raw.lower()]
+
+    return Param(name, schema, read, default=default, description=description)
+
+
+# ISO 8601 dates and date-times, written out so that the document states exactly what is
+# taken: real calendar days of 1971..2198 (so no offset can move one out of the range
+# above), 24-hour times, an optional offset.
+_YEAR = r"(19(7[1-9]|[89][0-9])|2(0[0-9]{2}|1([0-8][0-9]|9[0-8])))"
+_LEAP = r"(19(7[26]|8[048]|9[26])|20([02468][048]|[13579][26])|21(0[48]|[2468][048]|[13579][26]))"
+_DATE = (
+    rf"({_YEAR}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    rf"|{_YEAR}-(0[13-9]|1[0-2])-(29|30)|{_YEAR}-(0[13578]|1[02])-31|{_LEAP}-02-29)"
+)
+_HOUR = r"([01][0-9]|2[0-3])"
+_TIME = rf"[T ]{_HOUR}:[0-5][0-9](:[0-5][0-9](\.[0-9]{{1,6}})?)?(Z|[+-]{_HOUR}:[0-5][0-9])?"
+DATE = re.compile(rf"^{_DATE}$")
+MOMENT = re.compile(rf"^{_DATE}({_TIME})?$")
+DATE_TEXT = "a date (YYYY-MM-DD) from 1971 to 2198"
+
+
+def moment_param(name: str, *, description: str) -> Param:
+    """An ISO 8601 date or date-time (UTC without an offset) in the supported range."""
+    schema = {"type": "string", "pattern": MOMENT.pattern}
+
+    def read(raw: str, used: str) -> datetime:
+        if not MOMENT.match(raw):
+            raise BadRequest(
+                f"Bad Request: {used} parameter must be an ISO 8601 date or date-time "
+                "from 1971 to 2198"
+            )
+        return _moment(raw, used)
+
+    return Param(name, schema, read, description=description)
+
+
+def date_param(
+    name: str,
+    *,
+    required: bool = False,
+    latest: bool = False,
+    description: str = "",
+    example: str | None = None,
+) -> Param:
+    """A date, YYYY-MM-DD (or ``latest`` where allowed: None)."""
+    pattern = rf"^(latest|{_DATE})$" if latest else DATE.pattern
+    schema = {"type": "string", "pattern": pattern}
+
+    def read(raw: str, used: str) -> date | None:
+        if latest and raw == "latest":
+            return None
+        if not DATE.match(raw):
+            raise BadRequest(f"Bad Request: {used} parameter must be {DATE_TEXT}")
+        return date.fromisoformat(raw)
+
+    return Param(name, schema, read, required=required, description=description, example=example)
+
+
+class DeclaredParameters:
+    """Parse each request's query by its resource's declaration, into ``req.context.query``.
+
+    A name the route does not declare is a 400 naming it: a typo the client should hear
+    of, which would otherwise make a new answer to compute and cache. Resources without a
+    declaration (the page, the docs, sinks) are left as they are.
+    """
+
+    MAX_NAME_SHOWN = 50
+
+    def process_resource(self, req, resp, resource, params):
+        declared = getattr(resource, "query", None)
+        if declared is None or not hasattr(resource, f"on_{req.method.lower()}"):
+            return  # undeclared, or a method the route refuses (405)
+        allowed = {name for param in declared for name in param.names}
+        unknown = sorted(name for name in req.params if name not in allowed)
+        if unknown:
+            name = unknown[0][: self.MAX_NAME_SHOWN]
+            raise BadRequest(f"Bad Request: unknown parameter {name!r}")
+        req.context.query = {param.name: param.parse(req) for param in declared}
+
+
+# start and end of a half-open range of moments, as every ranged route takes them
+START_END = (
+    moment_param(
+        "start", description="ISO 8601 date or date-time, inclusive (UTC if no offset), 1971..2198"
+    ),
+    moment_param("end", description="ISO 8601 date or date-time, exclusive, 1971..2198"),
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import falcon
 
 from relay import caching, params
@@ -11,38 +13,51 @@ from relay.errors import BadRequest
 from relay.sources.cmc.store import DASHBOARD_ORDER
 
 MAX_IDS = 200
+# all, or a comma-separated list of up to MAX_IDS coin symbols
+_IDS = re.compile(
+    rf"^([Aa][Ll][Ll]|{SYMBOL.pattern[1:-1]}( *, *{SYMBOL.pattern[1:-1]}){{0,{MAX_IDS - 1}}})$"
+)
+
+
+def _ids(raw: str, used: str) -> list[str] | None:
+    if raw.lower() == "all":
+        return None
+    symbols = [s.strip() for s in raw.split(",") if s.strip()]
+    if not _IDS.match(raw) or len(symbols) > MAX_IDS:
+        raise BadRequest(
+            f"Bad Request: {used} parameter must be all or a comma-separated list of symbols"
+        )
+    return symbols
 
 
 class DashboardResource:
     """GET /relay-out/dashboard?id=all&date=&order_by=price&order_type=desc&limit=&offset="""
 
     auth_scope = "relay:out"
+    query = (
+        params.Param(
+            "id",
+            {"type": "string", "pattern": _IDS.pattern, "default": "all"},
+            _ids,
+            description="all, or comma-separated symbols",
+            example="all",
+        ),
+        params.date_param("date", description="default: the latest day held"),
+        params.choice_param("order_by", DASHBOARD_ORDER, default="market_cap"),
+        params.choice_param("order_type", ("asc", "desc"), default="desc"),
+        params.whole_param("limit", default=100, low=1, high=5000),
+        params.whole_param("offset", default=0, low=0, high=1_000_000),
+    )
 
     def __init__(self, coins: Coins, cache: AnswerCache):
         self._coins = coins
         self._cache = cache
 
     def on_get(self, req, resp):
-        ids = params.text(req, "id") or "all"
-        symbols = None
-        if ids.lower() != "all":
-            symbols = [s.strip() for s in ids.split(",") if s.strip()]
-            if not symbols or len(symbols) > MAX_IDS or not all(SYMBOL.match(s) for s in symbols):
-                raise BadRequest(
-                    "Bad Request: id parameter must be all or a comma-separated list of symbols"
-                )
-        day = params.day(req, "date")
-        order_by = params.text(req, "order_by") or "market_cap"
-        if order_by not in DASHBOARD_ORDER:
-            raise BadRequest(
-                "Bad Request: order_by parameter must be one of " + ", ".join(DASHBOARD_ORDER)
-            )
-        order_type = (params.text(req, "order_type") or "desc").lower()
-        if order_type not in ("asc", "desc"):
-            raise BadRequest("Bad Request: order_type parameter must be asc or desc")
-        limit = params.integer(req, "limit", default=100, low=1, high=5000)
-        offset = params.integer(req, "offset", default=0, low=0, high=1_000_000)
-        descending = order_type == "desc"
+        query = req.context.query
+        symbols, day, order_by = query["id"], query["date"], query["order_by"]
+        limit, offset = query["limit"], query["offset"]
+        descending = query["order_type"] == "desc"
         # The store matches symbols without case and in no order.
         wanted = tuple(sorted({s.upper() for s in symbols})) if symbols else None
         body = self._cache.get(
@@ -62,13 +77,14 @@ class SearchResource:
     """GET /relay-out/search?name=btc"""
 
     auth_scope = "relay:out"
+    query = (params.text_param("name", required=True, example="bit"),)
 
     def __init__(self, coins: Coins, cache: AnswerCache):
         self._coins = coins
         self._cache = cache
 
     def on_get(self, req, resp):
-        text = params.text(req, "name", required=True).lower()  # the store matches without case
+        text = req.context.query["name"].lower()  # the store matches without case
         body = self._cache.get("coins", ("search", text), lambda: self._search(text))
         if body is None:
             resp.status = falcon.HTTP_204
@@ -84,6 +100,7 @@ class LogoResource:
     """GET /relay-out/assets/{symbol}/logo: the image, cacheable for a day by the caller."""
 
     auth_scope = "relay:out"
+    query = ()
 
     def __init__(self, coins: Coins):
         self._coins = coins

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from relay import caching, params
 from relay.errors import BadRequest, envelope
@@ -13,50 +12,47 @@ from relay.fx import FX
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 MAX_SYMBOLS = 50
 MAX_AMOUNT = Decimal("1e18")
+_CODES = re.compile(rf"^[A-Za-z]{{3}}( *, *[A-Za-z]{{3}}){{0,{MAX_SYMBOLS - 1}}}$")
+# a non-negative decimal up to 1e18, digits as written
+_AMOUNT = re.compile(r"^([0-9]{1,18}(\.[0-9]{1,30})?|1000000000000000000(\.0{1,30})?)$")
 
 
-def currency(req, name: str, default: str | None = None) -> str:
-    raw = params.text(req, name, required=default is None) or default
-    if not _CURRENCY.match(raw):
-        raise BadRequest(f"Bad Request: {name} parameter must be a 3-letter currency code")
-    return raw.upper()
+def currency(name: str, *, default: str | None = None, example: str | None = None):
+    def read(raw: str, used: str) -> str:
+        if not _CURRENCY.match(raw):
+            raise BadRequest(f"Bad Request: {used} parameter must be a 3-letter currency code")
+        return raw.upper()
+
+    schema = {"type": "string", "pattern": _CURRENCY.pattern}
+    if default:
+        schema["default"] = default
+    return params.Param(
+        name, schema, read, required=default is None, default=default, example=example
+    )
 
 
-def currencies(req, name: str = "symbols") -> list[str] | None:
-    raw = params.text(req, name)
-    if raw is None:
-        return None
-    codes = [part.strip() for part in raw.split(",") if part.strip()]
-    if not codes or len(codes) > MAX_SYMBOLS or not all(_CURRENCY.match(c) for c in codes):
+def _codes(raw: str, used: str) -> list[str]:
+    if not _CODES.match(raw):
         raise BadRequest(
-            f"Bad Request: {name} parameter must be a comma-separated list of currency codes"
+            f"Bad Request: {used} parameter must be a comma-separated list of currency codes"
         )
-    return list(dict.fromkeys(c.upper() for c in codes))
+    return list(dict.fromkeys(c.strip().upper() for c in raw.split(",")))
 
 
-def day(req, name: str, *, latest_allowed: bool = False, required: bool = False) -> date | None:
-    raw = params.text(req, name, required=required)
-    if raw is None or (latest_allowed and raw == "latest"):
-        return None
-    try:
-        return date.fromisoformat(raw) if len(raw) == 10 else _bad_date(name)
-    except ValueError:
-        return _bad_date(name)
+def _amount(raw: str, used: str) -> Decimal:
+    if not _AMOUNT.match(raw):
+        raise BadRequest(f"Bad Request: {used} parameter must be a non-negative number up to 1e18")
+    return Decimal(raw)
 
 
-def _bad_date(name: str):
-    raise BadRequest(f"Bad Request: {name} parameter must be a date (YYYY-MM-DD)")
-
-
-def amount(req) -> Decimal:
-    raw = params.text(req, "amount") or "1"
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite() or value < 0 or value > MAX_AMOUNT:
-        raise BadRequest("Bad Request: amount parameter must be a non-negative number up to 1e18")
-    return value
+SYMBOLS = params.Param(
+    "symbols",
+    {"type": "string", "pattern": _CODES.pattern},
+    _codes,
+    description="comma-separated currency codes",
+    example="JPY,GBP",
+)
+BASE = currency("base", default="EUR", example="USD")
 
 
 class _FXResource:
@@ -74,27 +70,49 @@ class _FXResource:
 class RatesResource(_FXResource):
     """GET /relay-out/rates?date=latest&base=EUR&symbols=USD,JPY"""
 
+    query = (
+        params.date_param("date", latest=True, description="latest or YYYY-MM-DD"),
+        BASE,
+        SYMBOLS,
+    )
+
     def on_get(self, req, resp):
-        on = day(req, "date", latest_allowed=True)
-        result = self._fx.rates(on, currency(req, "base", "EUR"), currencies(req))
-        self._send(req, resp, result)
+        query = req.context.query
+        self._send(req, resp, self._fx.rates(query["date"], query["base"], query["symbols"]))
 
 
 class SeriesResource(_FXResource):
     """GET /relay-out/rates/series?start=2020-01-01&end=2020-03-31&base=USD&symbols=JPY"""
 
+    query = (
+        params.date_param("start", required=True, example="2018-06-01"),
+        params.date_param("end", example="2018-06-11"),
+        BASE,
+        SYMBOLS,
+    )
+
     def on_get(self, req, resp):
-        start = day(req, "start", required=True)
-        end = day(req, "end")
-        result = self._fx.series(start, end, currency(req, "base", "EUR"), currencies(req))
-        self._send(req, resp, result)
+        q = req.context.query
+        self._send(req, resp, self._fx.series(q["start"], q["end"], q["base"], q["symbols"]))
 
 
 class ConvertResource(_FXResource):
     """GET /relay-out/convert?from=USD&to=JPY&amount=100&date=2020-03-02"""
 
+    query = (
+        currency("from", example="USD"),
+        currency("to", example="JPY"),
+        params.Param(
+            "amount",
+            {"type": "string", "pattern": _AMOUNT.pattern, "default": "1"},
+            _amount,
+            default=Decimal(1),
+            description="non-negative decimal up to 1e18, default 1",
+            example="100",
+        ),
+        params.date_param("date", latest=True, description="latest or YYYY-MM-DD"),
+    )
+
     def on_get(self, req, resp):
-        source, target = currency(req, "from"), currency(req, "to")
-        value = amount(req)
-        on = day(req, "date", latest_allowed=True)
-        self._send(req, resp, self._fx.convert(source, target, value, on))
+        q = req.context.query
+        self._send(req, resp, self._fx.convert(q["from"], q["to"], q["amount"], q["date"]))

@@ -10,6 +10,7 @@ from relay import params
 from relay.errors import BadRequest, envelope
 from relay.ingest import RunResult
 from relay.runs import Ledger
+from relay.sources.registry import SOURCES
 
 MAX_SYMBOLS = 100
 
@@ -40,25 +41,32 @@ def answer(resp: falcon.Response, result: RunResult) -> None:
         resp.media = envelope(status, "Created" if status == 201 else "OK", result.as_data())
 
 
+SOURCE_NAMES = [source.name for source in SOURCES]
+
+
 class RelayInResource:
-    """GET /relay-api/v1/relay-in?Symbol=BTC[&source=coinapi]: the original contract."""
+    """GET /relay-api/v1/relay-in?symbol=BTC[&source=coinapi]: the original contract."""
 
     auth_scope = "relay:in"
     safe_get = False  # this GET relays data in: HEAD must not (405)
+    query = (
+        params.text_param(
+            "symbol",
+            aliases=("Symbol",),
+            description="required for sources that take symbols (each source's own rule)",
+            example="BTC",
+        ),
+        params.choice_param("source", SOURCE_NAMES, default="coinapi"),
+    )
 
-    def __init__(self, ledger: Ledger, runners: dict[str, Runner], default_source: str = "coinapi"):
+    def __init__(self, ledger: Ledger, runners: dict[str, Runner]):
         self._ledger = ledger
         self._runners = runners
-        self._default = default_source
 
     def on_get(self, req, resp):
-        source = (params.text(req, "source") or self._default).lower()
-        runner = self._runners.get(source)
-        if runner is None:
-            raise BadRequest(
-                f"Bad Request: source parameter must be one of {', '.join(sorted(self._runners))}"
-            )
-        symbols = [runner.resolve(params.text(req, "Symbol"))] if runner.takes_symbols else []
+        runner = self._runners[req.context.query["source"]]
+        symbol = req.context.query["symbol"]
+        symbols = [runner.resolve(symbol)] if runner.takes_symbols else []
         answer(resp, self._ledger.run(runner, symbols, fired_by(req)))
 
 
@@ -66,6 +74,7 @@ class SourceRelayInResource:
     """POST /relay-api/v1/relay-in/{source} with optional JSON ``{"symbols": [...]}``."""
 
     auth_scope = "relay:in"
+    query = ()
 
     def __init__(self, ledger: Ledger, runner: Runner):
         self._ledger = ledger
@@ -113,16 +122,16 @@ class RunsResource:
     """GET /relay-api/v1/relay-in/runs?source=&limit=: recent runs, newest first."""
 
     auth_scope = "relay:in"
+    query = (
+        params.choice_param("source", SOURCE_NAMES, default=None),
+        params.whole_param("limit", default=20, low=1, high=200),
+    )
 
-    def __init__(self, ledger: Ledger, sources: list[str]):
+    def __init__(self, ledger: Ledger):
         self._ledger = ledger
-        self._sources = sources
 
     def on_get(self, req, resp):
-        source = params.text(req, "source")
-        if source is not None and source not in self._sources:
-            raise BadRequest(
-                f"Bad Request: source parameter must be one of {', '.join(self._sources)}"
-            )
-        limit = params.integer(req, "limit", default=20, low=1, high=200)
-        resp.media = envelope(200, "OK", {"runs": self._ledger.recent(source, limit)})
+        query = req.context.query
+        resp.media = envelope(
+            200, "OK", {"runs": self._ledger.recent(query["source"], query["limit"])}
+        )

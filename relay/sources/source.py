@@ -11,6 +11,7 @@ and the clock's jobs are built by looping over that list.
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from psycopg_pool import ConnectionPool
 
+from relay.sources import symbols
 from relay.sources.http import UpstreamClient
 
 
@@ -53,8 +55,12 @@ class Market:
     candles: str  # (symbol, open_time, close_time, open, high, low, close, volume, fetched_at)
     ticker: str  # one row per symbol: (symbol, last_price, <ticker_time>)
     ticker_time: str  # the ticker's own time (the last trade's)
-    # a symbol as callers write it, normalized (BadRequest when malformed)
-    resolve: Callable[[str | None], str] = dataclasses.field(compare=False)
+    # what a symbol looks like, upper-cased (callers may write it in any case)
+    pattern: re.Pattern[str] = dataclasses.field(compare=False)
+
+    def resolve(self, text: str | None) -> str:
+        """A symbol as callers write it, normalized; BadRequest when malformed."""
+        return symbols.resolve(text, self.pattern)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,7 +40,7 @@ PAGE_LIMIT = 1000
 # A page of 1000 klines is about 170 KB; a ticker well under 1 KB.
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 MINUTE = timedelta(minutes=1)
-_SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
+SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 _INVALID_SYMBOL = -1121
 # Binance's published REQUEST_WEIGHT limit for /api/*, per IP and minute.
 DEFAULT_WEIGHT_LIMIT = 6000
@@ -81,7 +81,7 @@ class Ticker(NamedTuple):
 
 def resolve_symbol(text: str | None) -> str:
     """Normalize a Binance symbol such as ``adausdt``; BadRequest when malformed."""
-    return symbols.resolve(text, _SYMBOL)
+    return symbols.resolve(text, SYMBOL)
 
 
 class BinanceSource:

@@ -16,7 +16,7 @@ MARKET = Market(
     candles="binance_candle",
     ticker="binance_ticker",
     ticker_time="close_time",
-    resolve=binance.resolve_symbol,
+    pattern=binance.SYMBOL,
 )
 
 

@@ -23,7 +23,7 @@ NAME = "CoinAPI"
 _ASSET_CODE = re.compile(r"^[A-Z0-9]{1,20}$")
 # ...or a full symbol id: EXCHANGE_TYPE_BASE_QUOTE[_more], e.g. BITSTAMP_SPOT_BTC_USD.
 _SYMBOL_ID = re.compile(r"^[A-Z0-9]{1,40}(?:_[A-Z0-9.\-]{1,40}){2,8}$")
-_ANY_SYMBOL = re.compile(f"{_ASSET_CODE.pattern}|{_SYMBOL_ID.pattern}")
+SYMBOL = re.compile(f"{_ASSET_CODE.pattern}|{_SYMBOL_ID.pattern}")
 # CoinAPI's documented answer for "no such item" besides 400.
 _NO_DATA = 550
 # A trade is about 230 bytes of JSON; a page may take 1 KiB a trade, and no more.
@@ -46,7 +46,7 @@ def resolve_symbol(text: str | None, template: str) -> str:
 
     Raises BadRequest with the original Relay API's messages.
     """
-    candidate = symbols.resolve(text, _ANY_SYMBOL)
+    candidate = symbols.resolve(text, SYMBOL)
     return template.format(code=candidate) if _ASSET_CODE.match(candidate) else candidate
 
 

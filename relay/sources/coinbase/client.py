@@ -44,7 +44,7 @@ PAGE_MINUTES = 300  # Coinbase's most buckets a request
 # 300 rows are about 30 KB; a ticker well under 1 KB.
 MAX_ANSWER_BYTES = 512 * 1024
 # BTC-USD, ETH-USDT, 00-USD: base and quote currency codes.
-_PRODUCT = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
+PRODUCT = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
 # The documented public limit: 10 requests a second per IP, in bursts of up to 15. Keep
 # under it: requests arrive with jitter, and others may share the address.
 RATE_PER_S = 10.0 * 0.9
@@ -76,7 +76,7 @@ class Ticker(NamedTuple):
 
 def resolve_product(text: str | None) -> str:
     """Normalize a product id such as ``btc-usd``; BadRequest when malformed."""
-    return symbols.resolve(text, _PRODUCT)
+    return symbols.resolve(text, PRODUCT)
 
 
 class Pace:

@@ -16,9 +16,9 @@ from relay.sources.coinbase.client import (
     MINUTE,
     NAME,
     PAGE_MINUTES,
+    PRODUCT,
     Candle,
     CoinbaseSource,
-    resolve_product,
 )
 from relay.sources.coinbase.settings import Settings
 from relay.sources.source import Market, Wiring
@@ -27,7 +27,7 @@ MARKET = Market(
     candles="coinbase_candle",
     ticker="coinbase_ticker",
     ticker_time="traded_at",
-    resolve=resolve_product,
+    pattern=PRODUCT,
 )
 
 
