@@ -14,7 +14,7 @@ from psycopg import sql
 
 from relay import candles
 from relay.sources.binance import MARKET
-from tests.upstreams import FIXTURES, FakeBinance, make_klines, make_ticker
+from tests.upstreams import SAMPLES, FakeBinance, make_klines, make_ticker
 
 IN = "/relay-api/v1/relay-in/binance"
 OUT = "/relay-api/v1/relay-out"
@@ -64,8 +64,8 @@ def candle_rows(conn, symbol="ADAUSDT"):
 def test_recorded_klines_and_ticker_are_stored_exactly(
     make_app, config, binance, conn, in_headers, out_headers
 ):
-    klines = json.loads((FIXTURES / "binance_klines_BTCUSDT_1m_2021-10-22.json").read_text())
-    ticker = json.loads((FIXTURES / "binance_ticker24hr_BTCUSDT_2021-10-22.json").read_text())
+    klines = json.loads((SAMPLES / "binance_klines_BTCUSDT_1m_2021-10-22.json").read_text())
+    ticker = json.loads((SAMPLES / "binance_ticker24hr_BTCUSDT_2021-10-22.json").read_text())
     binance.add("BTCUSDT", klines)
     binance.tickers["BTCUSDT"] = ticker
     app = make_app(config, now=lambda: datetime(2021, 10, 22, 23, 13, 30, tzinfo=UTC))

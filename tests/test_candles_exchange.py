@@ -16,15 +16,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from tests.upstreams import FakeBinance
+from tests.upstreams import SAMPLES, FakeBinance
 
 IN = "/relay-api/v1/relay-in/binance"
 CANDLES = "/relay-api/v1/relay-out/candles"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "upstream-samples"
 MINUTES = "binance_klines_XRPETH_1m_2019-10-11_freqtrade_ccxt6col.json"  # 3560 bars
 FIVES = "binance_klines_XRPETH_5m_2019-10-11_freqtrade_ccxt6col.json"  # 712 bars
 SPAN_START = datetime(2019, 10, 11, tzinfo=UTC)

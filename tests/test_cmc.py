@@ -19,7 +19,7 @@ from werkzeug import Response
 
 from relay.history import import_history
 from relay.sources.cmc import store as coin_store
-from tests.upstreams import FIXTURES, FakeCMC, cmc_listing, png
+from tests.upstreams import SAMPLES, FakeCMC, cmc_listing, png
 
 IN = "/relay-api/v1/relay-in/cmc"
 OUT = "/relay-api/v1/relay-out"
@@ -55,7 +55,7 @@ def scalar(conn, query, args=None):
 
 
 def test_a_snapshot_of_the_recorded_listings(app, cmc, conn, in_headers):
-    cmc.raw_listings = (FIXTURES / "cmc_listings_latest_2020-06-30.json").read_text()
+    cmc.raw_listings = (SAMPLES / "cmc_listings_latest_2020-06-30.json").read_text()
 
     resp = app.post(IN, headers=in_headers, status=201)
 

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 from relay import openapi
 from tests.conftest import bearer
 from tests.upstreams import (
-    FIXTURES,
+    SAMPLES,
     FakeBinance,
     FakeCMC,
     FakeCoinAPI,
@@ -78,10 +78,10 @@ def contract_app(make_app, config, httpserver):
     FakeBinance(httpserver, synthetic=True)
     FakeCoinbase(httpserver, synthetic=True)
     ecb = FakeECB(httpserver)
-    ecb.files["eurofxref-daily.xml"] = (FIXTURES / "ecb_daily.xml").read_bytes()
-    ecb.files["eurofxref-hist-90d.xml"] = (FIXTURES / "ecb_hist90d.xml").read_bytes()
+    ecb.files["eurofxref-daily.xml"] = (SAMPLES / "ecb_daily.xml").read_bytes()
+    ecb.files["eurofxref-hist-90d.xml"] = (SAMPLES / "ecb_hist90d.xml").read_bytes()
     ecb.files["eurofxref-hist.zip"] = ecb_hist_zip(
-        ecb_days((FIXTURES / "ecb_hist90d.xml").read_text()), ["USD", "JPY", "GBP"]
+        ecb_days((SAMPLES / "ecb_hist90d.xml").read_text()), ["USD", "JPY", "GBP"]
     )
     cmc = FakeCMC()
     cmc.listings = [

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from tests.upstreams import (
-    FIXTURES,
+    SAMPLES,
     FakeECB,
     ecb_days,
     ecb_hist_zip,
@@ -25,8 +25,8 @@ HIST_90D = "eurofxref-hist-90d.xml"
 ZIP = "eurofxref-hist.zip"
 NOW = datetime(2018, 6, 12, 9, 0, tzinfo=UTC)  # a Tuesday morning, before publication
 
-REAL_90D = ecb_days((FIXTURES / "ecb_hist90d.xml").read_text())  # 2018-03-14 .. 2018-06-11
-REAL_DAILY = ecb_days((FIXTURES / "ecb_daily.xml").read_text())  # 2018-06-11, 4-digit text
+REAL_90D = ecb_days((SAMPLES / "ecb_hist90d.xml").read_text())  # 2018-03-14 .. 2018-06-11
+REAL_DAILY = ecb_days((SAMPLES / "ecb_daily.xml").read_text())  # 2018-06-11, 4-digit text
 COLUMNS = [
     "USD",
     "JPY",
@@ -67,7 +67,7 @@ def history_until(last_day: str) -> dict:
 def loaded(app, ecb, in_headers):
     """Backfilled from the zip (to 2018-06-08), then the real daily file (2018-06-11)."""
     ecb.files[ZIP] = ecb_hist_zip(history_until("2018-06-08"), COLUMNS)
-    ecb.files[DAILY] = (FIXTURES / "ecb_daily.xml").read_bytes()
+    ecb.files[DAILY] = (SAMPLES / "ecb_daily.xml").read_bytes()
     return app.post(IN, headers=in_headers, status=201)
 
 
@@ -112,8 +112,8 @@ def test_a_gap_under_90_days_is_filled_from_the_90_day_file(app, ecb, conn, in_h
     app.post(IN, headers=in_headers, status=201)
     assert count(conn, day="2018-03-14") == len(REAL_90D["2018-03-14"])
 
-    ecb.files[HIST_90D] = (FIXTURES / "ecb_hist90d.xml").read_bytes()
-    ecb.files[DAILY] = (FIXTURES / "ecb_daily.xml").read_bytes()
+    ecb.files[HIST_90D] = (SAMPLES / "ecb_hist90d.xml").read_bytes()
+    ecb.files[DAILY] = (SAMPLES / "ecb_daily.xml").read_bytes()
     app.post(IN, headers=in_headers, status=201)
 
     assert ecb.requests[-2:] == [DAILY, HIST_90D]
@@ -147,7 +147,7 @@ def test_a_malformed_file_is_502_and_stores_nothing(app, ecb, conn, in_headers, 
     which, content = broken
     good_zip = ecb_hist_zip(history_until("2018-06-08"), COLUMNS)
     ecb.files[ZIP] = good_zip
-    ecb.files[DAILY] = (FIXTURES / "ecb_daily.xml").read_bytes()
+    ecb.files[DAILY] = (SAMPLES / "ecb_daily.xml").read_bytes()
     if which == "zip":
         ecb.files[ZIP] = content if content is not None else good_zip[: len(good_zip) // 2]
     else:
@@ -168,7 +168,7 @@ def test_a_csv_with_a_ragged_line_names_it(app, ecb, conn, in_headers):
             "eurofxref-hist.csv", "Date,USD,JPY,\n2018-06-08,1.1,130.0,\n2018-06-07,1.2,\n"
         )
     ecb.files[ZIP] = buffer.getvalue()
-    ecb.files[DAILY] = (FIXTURES / "ecb_daily.xml").read_bytes()
+    ecb.files[DAILY] = (SAMPLES / "ecb_daily.xml").read_bytes()
     resp = app.post(IN, headers=in_headers, status=502)
     assert "line 3" in resp.json["message"]
     assert count(conn) == 0

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from werkzeug import Request, Response
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# Real recorded upstream answers, read where the team keeps them (see its PROVENANCE.md).
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "upstream-samples"
 
 
 @dataclass
@@ -71,7 +72,7 @@ def make_trades(
 
 def recorded_kraken_trades() -> list[CoinTrade]:
     """The recorded CoinAPI history page, as CoinTrade rows (exact text kept)."""
-    raw = (FIXTURES / "coinapi_trades_KRAKEN_SPOT_BTC_USD_history_2022-01-01.json").read_text()
+    raw = (SAMPLES / "coinapi_trades_KRAKEN_SPOT_BTC_USD_history_2022-01-01.json").read_text()
     items = json.loads(raw, parse_float=str, parse_int=str)
     return [
         CoinTrade(
@@ -284,7 +285,6 @@ class FakeBinance:
 
 # -- Coinbase Exchange -----------------------------------------------------------------
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "upstream-samples"
 TOO_MANY_BUCKETS = (
     "granularity too small for the requested time range. Count of aggregations requested "
     "exceeds 300"
@@ -490,10 +490,10 @@ class FakeECB:
 
     def serve_recorded(self) -> None:
         """The recorded daily and 90-day files, and a history zip made from the 90 days."""
-        self.files["eurofxref-daily.xml"] = (FIXTURES / "ecb_daily.xml").read_bytes()
-        self.files["eurofxref-hist-90d.xml"] = (FIXTURES / "ecb_hist90d.xml").read_bytes()
+        self.files["eurofxref-daily.xml"] = (SAMPLES / "ecb_daily.xml").read_bytes()
+        self.files["eurofxref-hist-90d.xml"] = (SAMPLES / "ecb_hist90d.xml").read_bytes()
         self.files["eurofxref-hist.zip"] = ecb_hist_zip(
-            ecb_days((FIXTURES / "ecb_hist90d.xml").read_text()), ["USD", "JPY", "GBP", "CHF"]
+            ecb_days((SAMPLES / "ecb_hist90d.xml").read_text()), ["USD", "JPY", "GBP", "CHF"]
         )
 
     def _handler(self, name):
