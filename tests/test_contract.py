@@ -76,7 +76,9 @@ def contract_app(make_app, config, httpserver):
     """The app behind loopback upstreams that answer any symbol, with some data in."""
     FakeCoinAPI(httpserver, synthetic_per_s=1)
     FakeBinance(httpserver, synthetic=True)
-    FakeCoinbase(httpserver, synthetic=True)
+    # relay paces itself by the clock it is given; here sleeps are recorded, not slept,
+    # so the loopback's real-time rate limit is lifted (tests/test_coinbase.py tests it)
+    FakeCoinbase(httpserver, synthetic=True, burst=10**6)
     ecb = FakeECB(httpserver)
     ecb.files["eurofxref-daily.xml"] = (SAMPLES / "ecb_daily.xml").read_bytes()
     ecb.files["eurofxref-hist-90d.xml"] = (SAMPLES / "ecb_hist90d.xml").read_bytes()
