@@ -48,6 +48,7 @@ from relay.runs import Ledger
 from relay.sources.http import UpstreamClient, new_session
 from relay.sources.registry import MARKETS, SOURCES
 from relay.sources.source import Wiring
+from relay.trades import Trades
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def create_app(
         uuidgen=uuidgen,
     )
     runners = {s.name: s.relay_in.build(config.source(s.name), wiring) for s in SOURCES}
-    coins = Coins(pool)
+    coins = Coins(pool, cache)
     fx = FX(pool, now, cache)
 
     middleware: list = [
@@ -154,7 +155,7 @@ def create_app(
     for runner in runners.values():
         app.add_route(f"{API}/relay-in/{runner.name}", SourceRelayInResource(ledger, runner))
     template = config.source("coinapi").symbol_template
-    records = RecordsResource(pool, cache, template)
+    records = RecordsResource(Trades(pool, cache), template)
     app.add_route(f"{API}/relay-out", records)
     app.add_route(f"{API}/relay-out/records", records)
     market_answers = Markets(pool, cache, {name: s.market for name, s in MARKETS.items()})
@@ -162,8 +163,8 @@ def create_app(
     app.add_route(f"{API}/relay-out/price", PriceResource(market_answers))
     app.add_route(f"{API}/relay-out/profit", ProfitResource(market_answers))
     app.add_route(f"{API}/relay-out/candles", CandlesResource(market_answers))
-    app.add_route(f"{API}/relay-out/dashboard", DashboardResource(coins, cache))
-    app.add_route(f"{API}/relay-out/search", SearchResource(coins, cache))
+    app.add_route(f"{API}/relay-out/dashboard", DashboardResource(coins))
+    app.add_route(f"{API}/relay-out/search", SearchResource(coins))
     app.add_route(f"{API}/relay-out/assets/{{symbol}}/logo", LogoResource(coins))
     app.add_route(f"{API}/relay-out/rates", RatesResource(fx))
     app.add_route(f"{API}/relay-out/rates/series", SeriesResource(fx))

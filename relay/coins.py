@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 from psycopg_pool import ConnectionPool
 
-from relay import db
+from relay import caching, db
+from relay.changes import AnswerCache
 from relay.errors import NotFound
 from relay.sources.cmc import store as coin_store
 
@@ -36,8 +37,43 @@ def logo_url(symbol: str, has_logo: bool) -> str | None:
 
 
 class Coins:
-    def __init__(self, pool: ConnectionPool):
+    """The coin answers, each serialized once and cached until a snapshot changes them."""
+
+    CONCERN = "coins"
+
+    def __init__(self, pool: ConnectionPool, cache: AnswerCache):
         self.pool = pool
+        self._cache = cache
+
+    def dashboard_page(
+        self,
+        day: date | None,
+        symbols: Sequence[str] | None,
+        order_by: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> bytes | None:
+        """The 200 body of a dashboard page; None when there is nothing to show (204)."""
+        # The store matches symbols without case and in no order.
+        wanted = tuple(sorted({s.upper() for s in symbols})) if symbols else None
+        return self._cache.get(
+            self.CONCERN,
+            ("dashboard", day, wanted, order_by, descending, limit, offset),
+            lambda: caching.ok_body(
+                self.dashboard(day, symbols, order_by, descending, limit, offset)
+            ),
+        )
+
+    def search_page(self, text: str) -> bytes | None:
+        """The 200 body of a search (the store matches without case); None: no match."""
+        text = text.lower()
+
+        def compute() -> bytes | None:
+            results = self.search(text)
+            return caching.ok_body({"results": results} if results else None)
+
+        return self._cache.get(self.CONCERN, ("search", text), compute)
 
     def dashboard(
         self,

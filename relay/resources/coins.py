@@ -7,7 +7,6 @@ import re
 import falcon
 
 from relay import caching, params
-from relay.changes import AnswerCache
 from relay.coins import SYMBOL, Coins, servable
 from relay.errors import BadRequest
 from relay.sources.cmc.store import DASHBOARD_ORDER
@@ -49,24 +48,15 @@ class DashboardResource:
         params.whole_param("offset", default=0, low=0, high=1_000_000),
     )
 
-    def __init__(self, coins: Coins, cache: AnswerCache):
+    def __init__(self, coins: Coins):
         self._coins = coins
-        self._cache = cache
 
     def on_get(self, req, resp):
         query = req.context.query
         symbols, day, order_by = query["id"], query["date"], query["order_by"]
         limit, offset = query["limit"], query["offset"]
         descending = query["order_type"] == "desc"
-        # The store matches symbols without case and in no order.
-        wanted = tuple(sorted({s.upper() for s in symbols})) if symbols else None
-        body = self._cache.get(
-            "coins",
-            ("dashboard", day, wanted, order_by, descending, limit, offset),
-            lambda: caching.ok_body(
-                self._coins.dashboard(day, symbols, order_by, descending, limit, offset)
-            ),
-        )
+        body = self._coins.dashboard_page(day, symbols, order_by, descending, limit, offset)
         if body is None:
             resp.status = falcon.HTTP_204
             return
@@ -79,21 +69,15 @@ class SearchResource:
     auth_scope = "relay:out"
     query = (params.text_param("name", required=True, example="bit"),)
 
-    def __init__(self, coins: Coins, cache: AnswerCache):
+    def __init__(self, coins: Coins):
         self._coins = coins
-        self._cache = cache
 
     def on_get(self, req, resp):
-        text = req.context.query["name"].lower()  # the store matches without case
-        body = self._cache.get("coins", ("search", text), lambda: self._search(text))
+        body = self._coins.search_page(req.context.query["name"])
         if body is None:
             resp.status = falcon.HTTP_204
             return
         caching.send_body(resp, body)
-
-    def _search(self, text: str) -> bytes | None:
-        results = self._coins.search(text)
-        return caching.ok_body({"results": results} if results else None)
 
 
 class LogoResource:

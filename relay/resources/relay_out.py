@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from relay import caching, params
-from relay.changes import AnswerCache
-from relay.errors import BadRequest, NotFound
-from relay.sources.coinapi import store as trades
+from relay.errors import BadRequest
 from relay.sources.coinapi.client import SYMBOL, resolve_symbol
+from relay.trades import Trades, decode_cursor
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -19,7 +18,7 @@ def _symbol(raw: str, used: str) -> str:
 
 
 def _cursor(raw: str, used: str):
-    return trades.decode_cursor(raw)
+    return decode_cursor(raw, used)
 
 
 class RecordsResource:
@@ -52,25 +51,15 @@ class RecordsResource:
         ),
     )
 
-    def __init__(self, pool, cache: AnswerCache, symbol_template: str):
-        self._pool = pool
-        self._cache = cache
+    def __init__(self, trades: Trades, symbol_template: str):
+        self._trades = trades
         self._template = symbol_template
 
     def on_get(self, req, resp):
         query = req.context.query
         symbol_id = resolve_symbol(query["symbol"], self._template)
         start, end = params.ordered(query["start"], query["end"])
-        after, limit = query["cursor"], query["limit"]
-        body = self._cache.get(
-            "trades",
-            ("records", symbol_id, start, end, after, limit),
-            lambda: caching.ok_body(
-                trades.records_page(
-                    self._pool, symbol_id, start=start, end=end, after=after, limit=limit
-                )
-            ),
+        body = self._trades.page(
+            symbol_id, start=start, end=end, after=query["cursor"], limit=query["limit"]
         )
-        if body is None:
-            raise NotFound(f"Not Found: no records for symbol {symbol_id}")
         caching.send_body(resp, body)

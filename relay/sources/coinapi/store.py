@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -11,7 +9,6 @@ from datetime import datetime
 import psycopg
 
 from relay import db
-from relay.errors import BadRequest
 from relay.notify import announce
 from relay.sources.coinapi.client import Trade
 
@@ -146,60 +143,3 @@ def records(
             "limit": limit,
         },
     ).fetchall()
-
-
-def encode_cursor(time_exchange: datetime, trade_uuid: uuid.UUID) -> str:
-    """Make the opaque keyset cursor that resumes after this trade."""
-    raw = f"{time_exchange.isoformat()}|{trade_uuid}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Read a cursor made by encode_cursor; BadRequest if it is not one."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        time_text, uuid_text = base64.urlsafe_b64decode(padded).decode().split("|")
-        when = datetime.fromisoformat(time_text)
-        if when.tzinfo is None:
-            raise ValueError("naive time")
-        return when, uuid.UUID(uuid_text)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("Bad Request: invalid cursor parameter") from None
-
-
-def records_page(
-    pool,
-    symbol_id: str,
-    *,
-    start: datetime | None,
-    end: datetime | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> dict | None:
-    """Return one page of a symbol's trades for relay-out, or None for an unknown symbol.
-
-    One extra row is read to tell whether another page follows, so
-    ``next_cursor`` is null exactly on the last page.
-    """
-    with db.connection(pool) as conn:
-        symbol = symbol_pk(conn, symbol_id)
-        if symbol is None:
-            return None
-        rows = records(conn, symbol, start=start, end=end, after=after, limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {
-        "records": [
-            {
-                "symbol": symbol_id,
-                "uuid": row[0],
-                "time_exchange": row[1],
-                "time_coinapi": row[2],
-                "price": row[3],
-                "size": row[4],
-                "taker_side": row[5],
-            }
-            for row in rows
-        ],
-        "next_cursor": encode_cursor(rows[-1][1], rows[-1][0]) if more else None,
-    }
