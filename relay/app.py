@@ -111,6 +111,7 @@ def create_app(
         clock=clock,
         sleep=sleep,
         uuidgen=uuidgen,
+        concurrency=config.relay_in_concurrency,
     )
     runners = {s.name: s.relay_in.build(config.source(s.name), wiring) for s in SOURCES}
     coins = Coins(pool, cache)

@@ -40,6 +40,8 @@ class Config:
     # each source's own settings (relay/sources/<name>/settings.py), by source name
     sources: Mapping[str, Any] = dataclasses.field(default_factory=_default_sources)
     relay_in_budget_s: float = 20.0
+    # symbols one relay-in works on at once (each symbol's pages stay in order)
+    relay_in_concurrency: int = 8
     # /health calls a source overdue when its last successful run is older than this
     overdue_after_s: tuple[tuple[str, int], ...] = dataclasses.field(
         default_factory=_default_overdue
@@ -89,6 +91,9 @@ class Config:
             sources={source.name: source.settings.from_env(env) for source in SOURCES},
             relay_in_budget_s=env_.number(
                 env, "RELAY_IN_BUDGET_S", cls.relay_in_budget_s, 0.1, 3600
+            ),
+            relay_in_concurrency=env_.whole(
+                env, "RELAY_IN_CONCURRENCY", cls.relay_in_concurrency, 1, 64
             ),
             overdue_after_s=_overdue(env, "RELAY_OVERDUE_AFTER", _default_overdue()),
             upstream_timeout_s=env_.number(

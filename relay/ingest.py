@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,14 +55,16 @@ class RunResult:
     complete: bool = True
     symbols: dict[str, dict] = dataclasses.field(default_factory=dict)
     details: dict = dataclasses.field(default_factory=dict)  # source-specific extras
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def add(self, symbol: str, processed: int, *, complete: bool = True) -> None:
-        """Count ``processed`` more new rows for ``symbol``."""
-        self.processed += processed
-        self.complete = self.complete and complete
-        entry = self.symbols.setdefault(symbol, {"processed": 0, "complete": True})
-        entry["processed"] += processed
-        entry["complete"] = entry["complete"] and complete
+        """Count ``processed`` more new rows for ``symbol`` (symbols run concurrently)."""
+        with self._lock:
+            self.processed += processed
+            self.complete = self.complete and complete
+            entry = self.symbols.setdefault(symbol, {"processed": 0, "complete": True})
+            entry["processed"] += processed
+            entry["complete"] = entry["complete"] and complete
 
     @property
     def http_status(self) -> int:
@@ -102,9 +105,11 @@ class PagedRelayIn:
         budget_s: float,
         now: Callable[[], datetime] = utcnow,
         clock: Callable[[], float] = time.monotonic,
+        concurrency: int = 1,
     ):
         self.pool = pool
         self.source = source  # the upstream client this relay-in fetches pages with
+        self.concurrency = concurrency
         self._default_symbols = list(default_symbols)
         self.backfill = timedelta(hours=backfill_hours)
         self.budget_s = budget_s
@@ -122,6 +127,7 @@ class PagedRelayIn:
             budget_s=wiring.budget_s,
             now=wiring.now,
             clock=wiring.clock,
+            concurrency=wiring.concurrency,
             **extra,
         )
 
@@ -166,24 +172,53 @@ class PagedRelayIn:
     # -- the run --------------------------------------------------------------------
 
     def run(self, symbols: Sequence[str]) -> RunResult:
-        """Catch each symbol up, within one time budget for the whole call.
+        """Catch the symbols up, up to ``concurrency`` at once, within one time budget.
 
-        On failure the error carries what was stored before it (whole pages
-        only), so the caller can tell the scheduler how far the run got.
+        The symbols furthest behind start first, so when the budget ends before all are
+        caught up, the next call begins with those that waited longest and none starves.
+        Each symbol's pages still go in order, each stored whole. On failure the error
+        carries what was stored before it (whole pages only), and symbols not yet started
+        are left for the next call.
         """
         deadline = self.clock() + self.budget_s
         result = RunResult()
-        for symbol in symbols:
+        stop = threading.Event()
+        failures: list[BaseException] = []
+        ordered = self.most_behind_first(symbols)
+
+        def one(symbol: str) -> None:
+            if stop.is_set():
+                return
             try:
                 self._run_symbol(symbol, deadline, result)
             except OutOfTime:
                 log.info("%s %s: time budget spent", self.name, symbol)
                 result.add(symbol, 0, complete=False)
-            except RelayError as exc:
+            except BaseException as exc:
+                stop.set()
+                failures.append(exc)
+
+        workers = max(1, min(self.concurrency, len(ordered)))
+        if workers == 1:
+            for symbol in ordered:
+                one(symbol)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}-symbol") as pool:
+                list(pool.map(one, ordered))
+        if failures:
+            exc = failures[0]
+            if isinstance(exc, RelayError):
                 exc.data.setdefault("processed", result.processed)
                 exc.data.setdefault("symbols", result.symbols)
-                raise
+            raise exc
         return result
+
+    def most_behind_first(self, symbols: Sequence[str]) -> list[str]:
+        """The symbols in the order their stored data ends, oldest (or none) first."""
+        with db.connection(self.pool) as conn:
+            points = {symbol: self.resume_point(conn, symbol) for symbol in symbols}
+        floor = datetime.min.replace(tzinfo=UTC)
+        return sorted(symbols, key=lambda symbol: points[symbol] or floor)
 
     def _run_symbol(self, symbol: str, deadline: float, result: RunResult) -> None:
         with db.connection(self.pool) as conn:

@@ -22,6 +22,8 @@ def test_defaults_and_heroku_url_scheme():
     assert coinapi.symbol_template == "BITSTAMP_SPOT_{code}_USD"
     assert coinapi.backfill_hours == 24
     assert config.relay_in_budget_s == 20.0
+    assert config.relay_in_concurrency == 8
+    assert Config.from_env({**GOOD, "RELAY_IN_CONCURRENCY": "2"}).relay_in_concurrency == 2
     assert config.answer_cache_mb == 32
     assert Config.from_env({**GOOD, "RELAY_ANSWER_CACHE_MB": "8"}).answer_cache_mb == 8
     assert server_settings({}).bind == "0.0.0.0:8000"
@@ -40,6 +42,8 @@ def test_defaults_and_heroku_url_scheme():
         ({**GOOD, "COINAPI_BACKFILL_HOURS": "lots"}, "COINAPI_BACKFILL_HOURS"),
         ({**GOOD, "COINAPI_BACKFILL_HOURS": "0"}, "COINAPI_BACKFILL_HOURS"),
         ({**GOOD, "RELAY_IN_BUDGET_S": "-1"}, "RELAY_IN_BUDGET_S"),
+        ({**GOOD, "RELAY_IN_CONCURRENCY": "0"}, "RELAY_IN_CONCURRENCY"),
+        ({**GOOD, "RELAY_IN_CONCURRENCY": "65"}, "RELAY_IN_CONCURRENCY"),
         ({**GOOD, "RELAY_ANSWER_CACHE_MB": "0"}, "RELAY_ANSWER_CACHE_MB"),
         ({**GOOD, "RELAY_ANSWER_CACHE_MB": "lots"}, "RELAY_ANSWER_CACHE_MB"),
         ({**GOOD, "COINAPI_URL": "ftp://x"}, "COINAPI_URL"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -215,9 +216,21 @@ class FakeBinance:
     carries ``X-MBX-USED-WEIGHT-1M``, growing by the endpoint's weight.
     """
 
-    def __init__(self, httpserver, *, weight_per_request: int = 2, synthetic: bool = False):
+    def __init__(
+        self,
+        httpserver,
+        *,
+        weight_per_request: int = 2,
+        synthetic: bool = False,
+        latency_s: float = 0.0,
+    ):
         # With synthetic=True, any symbol has a minute every minute up to now.
         self.synthetic = synthetic
+        # Each answer takes latency_s; how many requests were in flight at once is kept
+        # (the server must be threaded for more than one).
+        self.latency_s = latency_s
+        self.in_flight = self.max_in_flight = 0
+        self._flight_lock = threading.Lock()
         self.klines: dict[str, list[list]] = {}
         self.tickers: dict[str, dict] = {}
         self.requests: list[dict] = []
@@ -234,6 +247,14 @@ class FakeBinance:
         self.klines[symbol] = [by_open[t] for t in sorted(by_open)]
 
     def _answer(self, request: Request, payload) -> Response:
+        with self._flight_lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.latency_s)
+        finally:
+            with self._flight_lock:
+                self.in_flight -= 1
         self.requests.append({"path": request.path, **request.args})
         self.used_weight += self.weight_per_request
         headers = {"X-MBX-USED-WEIGHT-1M": str(self.used_weight)}

@@ -43,6 +43,7 @@ class Wiring:
     clock: Callable[[], float]
     sleep: Callable[[float], None]
     uuidgen: Callable[[], uuid.UUID]
+    concurrency: int = 1  # symbols a relay-in works on at once
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,7 @@ class BinanceSource:
         self._wall_clock = wall_clock
         self._used_weight = 0
         self._weight_minute = -1
+        self._weight_lock = threading.Lock()  # symbols run concurrently on one budget
 
     def fetch_klines(self, symbol: str, start: datetime, *, deadline: float) -> list[Kline]:
         """Return up to 1000 one-minute klines opening at or after ``start``."""
@@ -148,20 +150,25 @@ class BinanceSource:
         except ValueError:
             used = None
         if used is not None:
-            self._used_weight = used
-            self._weight_minute = int(self._wall_clock() // 60)
+            minute = int(self._wall_clock() // 60)
+            with self._weight_lock:
+                # Answers arrive out of order: within a minute, the highest count is newest.
+                if minute != self._weight_minute or used > self._used_weight:
+                    self._used_weight, self._weight_minute = used, minute
 
     def _respect_weight(self, deadline: float) -> None:
         """Wait for the next minute when the last answer said the budget is nearly spent."""
         now = self._wall_clock()
-        if int(now // 60) != self._weight_minute:
+        with self._weight_lock:
+            minute, used = self._weight_minute, self._used_weight
+        if int(now // 60) != minute:
             return  # Binance's window is the calendar minute: a new one starts afresh
-        if self._used_weight < self.weight_limit * WEIGHT_HEADROOM:
+        if used < self.weight_limit * WEIGHT_HEADROOM:
             return
         wait = 60 - now % 60 + 0.5
         if self.client.clock() + wait >= deadline:
             raise OutOfTime()
-        log.info("binance: used weight %d, pausing %.1f s", self._used_weight, wait)
+        log.info("binance: used weight %d, pausing %.1f s", used, wait)
         self._sleep(wait)
 
 
