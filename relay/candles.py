@@ -20,6 +20,7 @@ from psycopg import sql
 from relay import db
 from relay.ingest import PagedRelayIn, storing
 from relay.notify import announce
+from relay.sources.http import OutOfTime
 from relay.sources.source import Market
 
 CONCERN = "candles"
@@ -260,6 +261,9 @@ class CandleRelayIn(PagedRelayIn):
 
     market: Market
     concern = CONCERN
+    # Tickers of this many symbols in one request once their candles are in; 1: one each,
+    # right after each symbol's candles.
+    ticker_batch = 1
 
     def resolve(self, symbol: str | None) -> str:
         return self.market.resolve(symbol)
@@ -282,7 +286,24 @@ class CandleRelayIn(PagedRelayIn):
         raise NotImplementedError
 
     def finish_symbol(self, symbol: str, deadline: float) -> int:
-        ticker = self.source.fetch_ticker(symbol, deadline=deadline)
-        with storing(self.pool, self.upstream) as conn:
-            self.store_ticker(conn, ticker)
+        if self.ticker_batch == 1:
+            ticker = self.source.fetch_ticker(symbol, deadline=deadline)
+            with storing(self.pool, self.upstream) as conn:
+                self.store_ticker(conn, ticker)
         return 0  # the ticker refreshes every run; only candles count as new rows
+
+    def finish_run(self, caught_up: Sequence[str], deadline: float, result) -> None:
+        """Fetch the tickers of the symbols whose candles caught up, a batch a request."""
+        if self.ticker_batch == 1:
+            return
+        for at in range(0, len(caught_up), self.ticker_batch):
+            batch = list(caught_up[at : at + self.ticker_batch])
+            try:
+                tickers = self.source.fetch_tickers(batch, deadline=deadline)
+            except OutOfTime:
+                for symbol in caught_up[at:]:  # their prices wait for the next call
+                    result.add(symbol, 0, complete=False)
+                return
+            with storing(self.pool, self.upstream) as conn:
+                for ticker in tickers:
+                    self.store_ticker(conn, ticker)

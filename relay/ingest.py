@@ -205,6 +205,12 @@ class PagedRelayIn:
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}-symbol") as pool:
                 list(pool.map(one, ordered))
+        if not failures:
+            caught_up = [s for s in ordered if result.symbols.get(s, {}).get("complete")]
+            try:
+                self.finish_run(caught_up, deadline, result)
+            except BaseException as exc:
+                failures.append(exc)
         if failures:
             exc = failures[0]
             if isinstance(exc, RelayError):
@@ -212,6 +218,9 @@ class PagedRelayIn:
                 exc.data.setdefault("symbols", result.symbols)
             raise exc
         return result
+
+    def finish_run(self, caught_up: Sequence[str], deadline: float, result: RunResult) -> None:
+        """Fetch what the symbols that caught up need together (tickers in batches)."""
 
     def most_behind_first(self, symbols: Sequence[str]) -> list[str]:
         """The symbols in the order their stored data ends, oldest (or none) first."""

@@ -292,16 +292,24 @@ class FakeBinance:
         return self._answer(request, [k for k in rows if start <= k[0] <= end][:limit])
 
     def _ticker(self, request: Request) -> Response:
-        symbol = request.args.get("symbol", "")
+        if "symbols" in request.args:  # ["A","B"]: one answer for them all, weighed by count
+            symbols = json.loads(request.args["symbols"])
+            tickers = [self._ticker_of(symbol) for symbol in symbols]
+            if len(symbols) > 20:
+                self.used_weight += (40 if len(symbols) <= 100 else 80) - self.weight_per_request
+            return self._answer(request, None if None in tickers else tickers)
+        return self._answer(request, self._ticker_of(request.args.get("symbol", "")))
+
+    def _ticker_of(self, symbol: str) -> dict | None:
         if self.synthetic and symbol not in self.tickers:
             self.tickers[symbol] = make_ticker(symbol, "1.00000000", datetime.now(UTC))
         if symbol not in self.klines and symbol not in self.tickers:
-            return self._answer(request, None)
+            return None
         ticker = self.tickers.get(symbol)
         if ticker is None:  # derive one from the newest kline
             last = self.klines[symbol][-1]
             ticker = make_ticker(symbol, last[4], datetime.fromtimestamp(last[6] / 1000, UTC))
-        return self._answer(request, ticker)
+        return ticker
 
 
 # -- Coinbase Exchange -----------------------------------------------------------------

@@ -26,6 +26,7 @@ class BinanceRelayIn(CandleRelayIn):
     name = "binance"
     upstream = BINANCE
     market = MARKET
+    ticker_batch = binance.TICKER_BATCH
 
     @classmethod
     def build(cls, settings: Settings, wiring: Wiring) -> BinanceRelayIn:
