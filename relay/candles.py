@@ -9,6 +9,7 @@ resampled buckets) by the primary key ``(symbol, open_time)``.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from relay import db
+from relay.errors import BadRequest, UpstreamError
 from relay.ingest import PagedRelayIn, storing
 from relay.notify import announce
 from relay.sources.http import OutOfTime
@@ -267,6 +269,44 @@ class CandleRelayIn(PagedRelayIn):
 
     def resolve(self, symbol: str | None) -> str:
         return self.market.resolve(symbol)
+
+    # -- whole-market symbol sets ----------------------------------------------------------
+
+    LISTING_TTL_S = 3600.0  # the exchange's symbol list is asked for at most hourly
+    MAX_LISTED = 5000  # more than any exchange lists; a longer list is not a market
+    _listing: tuple[float, list[tuple[str, str]]] | None = None
+    _listing_lock = threading.Lock()  # one fetch at a time (a run lasts seconds)
+
+    def expand(self, requested: Sequence[str]) -> list[str]:
+        """Symbols as asked: ``*`` is every symbol the exchange lists as trading, ``*USDT``
+        those quoted in USDT; any other is one symbol (unknown ones are refused by the
+        exchange, 400). In the exchange's order, each once."""
+        chosen: list[str] = []
+        for text in requested:
+            wanted = text.strip().upper()
+            if not wanted.startswith("*"):
+                chosen.append(self.resolve(text))
+                continue
+            quote = wanted[1:].lstrip("-")
+            if quote and not quote.isalnum():
+                raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": text[:100]})
+            chosen += [symbol for symbol, q in self.listed() if not quote or q == quote]
+        return list(dict.fromkeys(chosen))
+
+    def listed(self) -> list[tuple[str, str]]:
+        """(symbol, quote currency) of every symbol trading now, cached for LISTING_TTL_S."""
+        with self._listing_lock:
+            cached = self._listing
+            if cached is None or self.clock() - cached[0] >= self.LISTING_TTL_S:
+                deadline = self.clock() + self.budget_s
+                listing = self.source.listed(deadline=deadline)
+                if len(listing) > self.MAX_LISTED:
+                    raise UpstreamError(
+                        f"Bad Gateway: {self.upstream} lists {len(listing)} symbols, "
+                        f"more than {self.MAX_LISTED}"
+                    )
+                cached = self._listing = (self.clock(), listing)
+            return cached[1]
 
     def resume_point(self, conn, symbol: str) -> datetime | None:
         return newest_open_time(conn, self.market, symbol)

@@ -134,6 +134,10 @@ class PagedRelayIn:
     def default_symbols(self) -> list[str]:
         return list(self._default_symbols)
 
+    def expand(self, requested: Sequence[str]) -> list[str]:
+        """The symbols a call asks for, resolved, each once (sources may add sets: ``*``)."""
+        return list(dict.fromkeys(self.resolve(symbol) for symbol in requested))
+
     # -- what each source provides ------------------------------------------------
 
     def resolve(self, symbol: str | None) -> str:

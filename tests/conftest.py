@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 
 import psycopg
@@ -135,7 +136,10 @@ def make_app(pool, sleeps):
     """Build a TestApp from a Config, with injectable time."""
 
     def make(config: Config, **kwargs) -> webtest.TestApp:
-        kwargs.setdefault("sleep", sleeps)
+        if "sleep" not in kwargs:
+            kwargs["sleep"] = sleeps
+            # the app's clock moves by what it "slept", as it would have
+            kwargs.setdefault("clock", lambda: time.monotonic() + sum(sleeps))
         return webtest.TestApp(create_app(config, pool, **kwargs))
 
     return make

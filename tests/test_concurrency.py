@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.upstreams import FakeBinance, make_klines
+from tests.upstreams import FakeBinance, FakeCoinbase, make_coinbase_candles, make_klines
 
 IN = "/relay-api/v1/relay-in/binance"
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -129,3 +129,106 @@ def test_tickers_come_twenty_symbols_a_request_at_the_lowest_weight(
     assert sorted(s for batch in batches for s in batch) == many
     assert binance.used_weight == 45 * 2 + 3 * 2  # a kline page each, 2 per ticker batch
     assert conn.execute("SELECT count(*) FROM binance_ticker").fetchone()[0] == 45
+
+
+def test_star_is_every_trading_symbol_and_star_quote_those_quoted_in_it(
+    make_app, config, conn, in_headers, httpserver
+):
+    binance = FakeBinance(httpserver)
+    for symbol in ("ADABTC", "ADAUSDT", "BTCUSDT", "ETHUSDT", "XRPETH"):
+        binance.add(symbol, make_klines(T0 + timedelta(hours=25), 2))
+    binance.halted = {"ETHUSDT"}
+    app = make_app(config.replace(binance_url=httpserver.url_for("/").rstrip("/")), now=lambda: NOW)
+
+    data = app.post_json(IN, {"symbols": ["*USDT"]}, headers=in_headers).json["data"]
+    assert sorted(data["symbols"]) == ["ADAUSDT", "BTCUSDT"]  # ETHUSDT is not trading
+    data = app.post_json(IN, {"symbols": ["*", "adabtc"]}, headers=in_headers).json["data"]
+    assert sorted(data["symbols"]) == ["ADABTC", "ADAUSDT", "BTCUSDT", "XRPETH"]
+    # The list is asked for once an hour, not once a call.
+    infos = [r for r in binance.requests if r["path"] == "/api/v3/exchangeInfo"]
+    assert len(infos) == 1
+    # An explicit unknown symbol is still refused; a set that matches nothing is too.
+    resp = app.post_json(IN, {"symbols": ["NOPEUSDT"]}, headers=in_headers, status=400)
+    assert resp.json["message"] == "Bad Request: Invalid Symbol"
+    resp = app.post_json(IN, {"symbols": ["*EUR"]}, headers=in_headers, status=400)
+    assert resp.json["message"] == "Bad Request: no symbol matches"
+    app.post_json(IN, {"symbols": ["*U/SD"]}, headers=in_headers, status=400)
+
+
+def test_coinbase_star_is_every_online_product(make_app, config, conn, in_headers, httpserver):
+    coinbase = FakeCoinbase(httpserver)
+    for product in ("BTC-USD", "ETH-USD", "ETH-EUR", "OLD-USD"):
+        coinbase.add(product, make_coinbase_candles(T0 + timedelta(hours=25, minutes=-3), 2))
+    coinbase.delisted = {"OLD-USD"}
+    app = make_app(
+        config.replace(coinbase_url=httpserver.url_for("/").rstrip("/"), coinbase_backfill_hours=1),
+        now=lambda: NOW,
+    )
+    coinbase_in = "/relay-api/v1/relay-in/coinbase"
+
+    data = app.post_json(coinbase_in, {"symbols": ["*-USD"]}, headers=in_headers).json["data"]
+    assert sorted(data["symbols"]) == ["BTC-USD", "ETH-USD"]
+    data = app.post_json(coinbase_in, {"symbols": ["*"]}, headers=in_headers).json["data"]
+    assert sorted(data["symbols"]) == ["BTC-USD", "ETH-EUR", "ETH-USD"]
+
+
+@pytest.mark.parametrize(
+    ("listing", "named"),
+    [
+        ({"symbols": [{"symbol": f"X{i}USDT", "status": "TRADING", "quoteAsset": "USDT"}
+                      for i in range(5001)]}, "lists 5001 symbols, more than 5000"),
+        ({"symbols": [{"symbol": "../X", "status": "TRADING", "quoteAsset": "USDT"}]},
+         "exchangeInfo symbol #0 is malformed"),
+        ({"symbols": "all"}, "exchangeInfo symbols are a str, not a list"),
+        ([], "exchangeInfo is not an object"),
+    ],
+)  # fmt: skip
+def test_a_listing_that_is_not_a_market_is_502(
+    make_app, config, conn, in_headers, httpserver, listing, named
+):
+    httpserver.expect_request("/api/v3/exchangeInfo").respond_with_json(listing)
+    app = make_app(config.replace(binance_url=httpserver.url_for("/").rstrip("/")), now=lambda: NOW)
+    resp = app.post_json(IN, {"symbols": ["*"]}, headers=in_headers, status=502)
+    assert named in resp.json["message"]
+    assert rows_by_symbol(conn) == {}
+
+
+class VirtualClock:
+    """A monotonic clock that moves only when slept on (waits are asserted, not endured)."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_429_pauses_every_request_to_that_upstream_not_only_its_own(httpserver):
+    from relay.sources.http import OutOfTime, UpstreamClient
+
+    clock = VirtualClock()
+    client = UpstreamClient("Binance", timeout_s=2, sleep=clock.sleep, clock=clock)
+    httpserver.expect_ordered_request("/a").respond_with_data(
+        "", status=429, headers={"Retry-After": "3"}
+    )
+    httpserver.expect_ordered_request("/b").respond_with_data("b")
+    httpserver.expect_ordered_request("/a").respond_with_data("a")
+
+    # Another symbol's request meets the 429 and gives up for now (one attempt)...
+    client.max_attempts = 1
+    with pytest.raises(Exception, match="HTTP 429"):
+        client.get(httpserver.url_for("/a"), deadline=clock() + 60)
+    client.max_attempts = 3
+    # ...and this one, sent a second later, waits out the rest of the pause first.
+    clock.now += 1
+    assert client.get(httpserver.url_for("/b"), deadline=clock() + 60).content == b"b"
+    assert clock.sleeps == [2.0]
+    # A pause longer than what is left of the budget ends the run's fetching instead.
+    client._resume_at = clock() + 30
+    with pytest.raises(OutOfTime):
+        client.get(httpserver.url_for("/a"), deadline=clock() + 10)

@@ -239,6 +239,8 @@ class FakeBinance:
         self.weight_per_request = weight_per_request
         httpserver.expect_request("/api/v3/klines").respond_with_handler(self._klines)
         httpserver.expect_request("/api/v3/ticker/24hr").respond_with_handler(self._ticker)
+        httpserver.expect_request("/api/v3/exchangeInfo").respond_with_handler(self._info)
+        self.halted: set[str] = set()  # symbols listed in BREAK status, not trading
 
     def add(self, symbol: str, klines: list[list]) -> None:
         """Add klines; one with the open time of a stored one replaces it."""
@@ -299,6 +301,21 @@ class FakeBinance:
                 self.used_weight += (40 if len(symbols) <= 100 else 80) - self.weight_per_request
             return self._answer(request, None if None in tickers else tickers)
         return self._answer(request, self._ticker_of(request.args.get("symbol", "")))
+
+    def _info(self, request: Request) -> Response:
+        """exchangeInfo: every symbol held, with its quote asset (the last 4 or 3 letters)."""
+        rows = [
+            {
+                "symbol": symbol,
+                "status": "BREAK" if symbol in self.halted else "TRADING",
+                "baseAsset": symbol[:-4] if symbol.endswith("USDT") else symbol[:-3],
+                "quoteAsset": "USDT" if symbol.endswith("USDT") else symbol[-3:],
+                "filters": [],
+            }
+            for symbol in sorted(self.klines)
+        ]
+        self.used_weight += 20 - self.weight_per_request
+        return self._answer(request, {"timezone": "UTC", "rateLimits": [], "symbols": rows})
 
     def _ticker_of(self, symbol: str) -> dict | None:
         if self.synthetic and symbol not in self.tickers:
@@ -379,6 +396,8 @@ class FakeCoinbase:
         httpserver.expect_request(re.compile(r"^/products/[^/]+/ticker$")).respond_with_handler(
             self._ticker
         )
+        httpserver.expect_request("/products").respond_with_handler(self._products)
+        self.delisted: set[str] = set()
 
     def add(self, product: str, rows: list[list[str]]) -> None:
         """Add candle rows; one for a minute already held replaces it."""
@@ -407,6 +426,20 @@ class FakeCoinbase:
         if not known and not self.synthetic:
             return self._json(404, '{"message":"NotFound"}')
         return None
+
+    def _products(self, request: Request) -> Response:
+        """Every product held: online, or delisted when told so."""
+        self.requests.append({"path": request.path})
+        rows = [
+            {
+                "id": product, "base_currency": product.split("-")[0],
+                "quote_currency": product.split("-")[1], "quote_increment": "0.01",
+                "status": "delisted" if product in self.delisted else "online",
+                "trading_disabled": product in self.delisted,
+            }
+            for product in sorted(self.candles)
+        ]  # fmt: skip
+        return self._json(200, json.dumps(rows))
 
     def _candles(self, request: Request) -> Response:
         product = request.path.split("/")[2]

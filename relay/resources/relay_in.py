@@ -26,6 +26,8 @@ class Runner(Protocol):
 
     def resolve(self, symbol: str | None) -> str: ...
 
+    def expand(self, requested: list[str]) -> list[str]: ...
+
     def run(self, symbols: list[str]) -> RunResult: ...
 
 
@@ -95,7 +97,9 @@ class SourceRelayInResource:
         symbols = parse_symbols(body) or self._runner.default_symbols()
         if not symbols:
             raise BadRequest("Bad Request: symbols must be given in the body")
-        resolved = list(dict.fromkeys(self._runner.resolve(s) for s in symbols))
+        resolved = self._runner.expand(symbols)
+        if not resolved:
+            raise BadRequest("Bad Request: no symbol matches", data={"symbols": symbols[:10]})
         answer(resp, self._ledger.run(self._runner, resolved, fired_by(req)))
 
 

@@ -164,6 +164,10 @@ class UpstreamClient:
         self.backoff_s = backoff_s
         self._sleep = sleep
         self.clock = clock
+        # A 429/418 pauses every request to this upstream, not only the one that met it:
+        # the symbols of a run share one client and one limit.
+        self._resume_at = float("-inf")
+        self._pause_lock = threading.Lock()
 
     def get(
         self,
@@ -193,6 +197,7 @@ class UpstreamClient:
         attempt = 0
         while True:
             attempt += 1
+            self._wait_out_pause(deadline)
             timeout = self._time_for_attempt(deadline)
             try:
                 resp = self._attempt(url, params, headers, max_bytes, guard, timeout)
@@ -221,6 +226,8 @@ class UpstreamClient:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 wait = retry_after if retry_after is not None else self._backoff(attempt)
                 if resp.status_code in (418, 429):
+                    with self._pause_lock:
+                        self._resume_at = max(self._resume_at, self.clock() + wait)
                     failure.message += (
                         f" (rate limited; retry after {wait:g} s)"
                         if retry_after
@@ -232,7 +239,18 @@ class UpstreamClient:
                 )
                 raise failure
             log.info("%s: attempt %d failed, retrying in %.2f s", self.name, attempt, wait)
-            self._sleep(wait)
+            self._sleep(wait)  # then the pause, if any, is over for this request too
+
+    def _wait_out_pause(self, deadline: float | None) -> None:
+        """Wait while the upstream asked every client of it to (a 429/418's Retry-After)."""
+        with self._pause_lock:
+            wait = self._resume_at - self.clock()
+        if wait <= 0:
+            return
+        if not self._fits(wait, deadline):
+            raise OutOfTime()
+        log.info("%s: rate limited, every request waits %.2f s", self.name, wait)
+        self._sleep(wait)
 
     def _time_for_attempt(self, deadline: float | None) -> float:
         """The attempt's own timeout, cut to what is left before ``deadline``."""

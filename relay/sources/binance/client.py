@@ -50,6 +50,8 @@ DEFAULT_WEIGHT_LIMIT = 6000
 WEIGHT_HEADROOM = 0.8
 # ticker/24hr weighs 2 for 1-20 symbols, 40 for 21-100, 80 beyond: 20 a request is cheapest.
 TICKER_BATCH = 20
+# exchangeInfo of the trading symbols, without permission sets: about 2-3 MB today.
+MAX_LISTING_BYTES = 8 * 1024 * 1024
 
 
 class Kline(NamedTuple):
@@ -127,6 +129,26 @@ class BinanceSource:
 
     def fetch_ticker(self, symbol: str, *, deadline: float) -> Ticker:
         return parse_ticker(self._get("/api/v3/ticker/24hr", {"symbol": symbol}, symbol, deadline))
+
+    def listed(self, *, deadline: float) -> list[tuple[str, str]]:
+        """(symbol, quote asset) of every symbol in TRADING status, from exchangeInfo."""
+        self._respect_weight(deadline)
+        resp = self.client.get(
+            f"{self.base_url}/api/v3/exchangeInfo",
+            params={"symbolStatus": "TRADING", "showPermissionSets": "false"},
+            deadline=deadline,
+            max_bytes=MAX_LISTING_BYTES,
+        )
+        self._note_weight(resp.headers.get("X-MBX-USED-WEIGHT-1M"))
+        if resp.status_code != 200:
+            raise UpstreamError(
+                f"Bad Gateway: {NAME} exchangeInfo answered HTTP {resp.status_code}"
+            )
+        payload = json_body(resp, NAME)
+        if not isinstance(payload, dict):
+            raise UpstreamError(f"Bad Gateway: {NAME} exchangeInfo is not an object")
+        rows = each_row(payload.get("symbols"), NAME, "exchangeInfo symbol", _listing)
+        return [(symbol, quote) for symbol, quote, status in rows if status == "TRADING"]
 
     def fetch_tickers(self, symbols: Sequence[str], *, deadline: float) -> list[Ticker]:
         """The 24-hour tickers of up to TICKER_BATCH symbols in one request (weight 2)."""
@@ -224,6 +246,13 @@ def _kline(row: Any) -> Kline:
     if close_time <= open_time or kline.low > kline.high:
         raise ValueError("inconsistent times or prices")
     return kline
+
+
+def _listing(row: Any) -> tuple[str, str, str]:
+    symbol = plain_text(row["symbol"], "symbol", max_length=40)
+    if not SYMBOL.match(symbol):
+        raise ValueError(f"symbol {symbol[:40]!r} is not a symbol")
+    return symbol, plain_text(row["quoteAsset"], "quoteAsset", 20), str(row["status"])
 
 
 def parse_ticker(payload: Any) -> Ticker:

@@ -43,6 +43,8 @@ MINUTE = timedelta(minutes=1)
 PAGE_MINUTES = 300  # Coinbase's most buckets a request
 # 300 rows are about 30 KB; a ticker well under 1 KB.
 MAX_ANSWER_BYTES = 512 * 1024
+# /products lists every product with its increments: well under 1 MB today.
+MAX_LISTING_BYTES = 4 * 1024 * 1024
 # BTC-USD, ETH-USDT, 00-USD: base and quote currency codes.
 PRODUCT = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
 # The documented public limit: 10 requests a second per IP, in bursts of up to 15. Keep
@@ -136,14 +138,27 @@ class CoinbaseSource:
         payload = self._get(f"/products/{product}/candles", params, product, deadline)
         return [c for c in parse_candles(payload) if start <= c.open_time <= end]
 
+    def listed(self, *, deadline: float) -> list[tuple[str, str]]:
+        """(product id, quote currency) of every product online and trading, from /products."""
+        payload = self._get("/products", {}, "*", deadline, max_bytes=MAX_LISTING_BYTES)
+        rows = each_row(payload, NAME, "product", _product)
+        return sorted((pid, quote) for pid, quote, trading in rows if trading)
+
     def fetch_ticker(self, product: str, *, deadline: float) -> Ticker:
         payload = self._get(f"/products/{product}/ticker", {}, product, deadline)
         return parse_ticker(payload, product)
 
-    def _get(self, path: str, params: dict, product: str, deadline: float) -> Any:
+    def _get(
+        self,
+        path: str,
+        params: dict,
+        product: str,
+        deadline: float,
+        max_bytes: int = MAX_ANSWER_BYTES,
+    ) -> Any:
         self.pace.take(deadline)
         resp = self.client.get(
-            f"{self.base_url}{path}", params=params, deadline=deadline, max_bytes=MAX_ANSWER_BYTES
+            f"{self.base_url}{path}", params=params, deadline=deadline, max_bytes=max_bytes
         )
         if resp.status_code == 200:
             return json_body(resp, NAME)
@@ -195,6 +210,14 @@ def _candle(row: Any) -> Candle:
     if candle.low > candle.high:
         raise ValueError("inconsistent prices")
     return candle
+
+
+def _product(row: Any) -> tuple[str, str, bool]:
+    product = plain_text(row["id"], "id", max_length=41)
+    if not PRODUCT.match(product):
+        raise ValueError(f"id {product!r} is not a product id")
+    trading = row.get("status") == "online" and not row.get("trading_disabled", False)
+    return product, plain_text(row["quote_currency"], "quote_currency", 20), trading
 
 
 def parse_ticker(payload: Any, product: str) -> Ticker:
