@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import harness
+from bench import harness, market
 from relay.sources.binance.client import parse_klines
 from relay.sources.coinapi.client import parse_trades
 
@@ -249,6 +249,9 @@ def main() -> None:
             print("ingest...", flush=True)
             result["ingest"] = ingest(db_url, api, pages, args.runs)
             if not args.ingest_only:
+                print("market: 300 symbols, concurrent and serial...", flush=True)
+                result["market"] = market.measure(harness.fresh_database(server_url))
+            if not args.ingest_only:
                 with psycopg.connect(db_url, autocommit=True) as conn:
                     conn.execute("TRUNCATE ecb_rate, coin, coin_daily CASCADE")
                     conn.execute(FIXED)
@@ -267,7 +270,7 @@ def main() -> None:
     pages.close()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
-    table = markdown(result)
+    table = markdown(result) + ("\n" + market.table(result["market"]) if "market" in result else "")
     (RESULTS / "latest.md").write_text(table)
     print(table)
 

@@ -232,3 +232,26 @@ def test_a_429_pauses_every_request_to_that_upstream_not_only_its_own(httpserver
     client._resume_at = clock() + 30
     with pytest.raises(OutOfTime):
         client.get(httpserver.url_for("/a"), deadline=clock() + 10)
+
+
+def test_a_budget_that_ends_during_a_request_is_complete_false_not_a_504(
+    make_app, config, conn, in_headers, upstream
+):
+    binance = FakeBinance(upstream, latency_s=0.4)
+    for symbol in SYMBOLS[:3]:
+        binance.add(symbol, make_klines(T0 + timedelta(hours=24), 30))
+    app = make_app(
+        config.replace(
+            binance_url=upstream.url_for("/").rstrip("/"),
+            relay_in_budget_s=0.6,
+            relay_in_concurrency=1,
+        ),
+        now=lambda: NOW,
+    )
+
+    resp = app.post_json(IN, {"symbols": SYMBOLS[:3]}, headers=in_headers)
+
+    # The first symbol's page came in 0.4 s; the second's request was cut at the budget.
+    assert resp.status_int == 201, resp.json
+    assert resp.json["data"]["complete"] is False
+    assert rows_by_symbol(conn) == {SYMBOLS[0]: 30}

@@ -202,6 +202,10 @@ class UpstreamClient:
             try:
                 resp = self._attempt(url, params, headers, max_bytes, guard, timeout)
             except _TooSlow as exc:
+                if timeout < self.timeout_s:
+                    # Cut short by the run's budget, not slow by the upstream's own measure:
+                    # the run stops here and the next call continues.
+                    raise OutOfTime() from exc
                 failure: UpstreamError = UpstreamTimeout(
                     f"Gateway Timeout: {self.name} did not answer within {timeout:.3g} s"
                 )
