@@ -274,8 +274,12 @@ class CandleRelayIn(PagedRelayIn):
 
     LISTING_TTL_S = 3600.0  # the exchange's symbol list is asked for at most hourly
     MAX_LISTED = 5000  # more than any exchange lists; a longer list is not a market
+    LISTING_BUDGET_S = 5.0  # the listing is part of the call: it leaves the run its budget
     _listing: tuple[float, list[tuple[str, str]]] | None = None
-    _listing_lock = threading.Lock()  # one fetch at a time (a run lasts seconds)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._listing_lock = threading.Lock()  # one listing fetch at a time, per exchange
 
     def expand(self, requested: Sequence[str]) -> list[str]:
         """Symbols as asked: ``*`` is every symbol the exchange lists as trading, ``*USDT``
@@ -298,7 +302,7 @@ class CandleRelayIn(PagedRelayIn):
         with self._listing_lock:
             cached = self._listing
             if cached is None or self.clock() - cached[0] >= self.LISTING_TTL_S:
-                deadline = self.clock() + self.budget_s
+                deadline = self.clock() + min(self.LISTING_BUDGET_S, self.budget_s)
                 listing = self.source.listed(deadline=deadline)
                 if len(listing) > self.MAX_LISTED:
                     raise UpstreamError(

@@ -46,7 +46,7 @@ def interval(text: str) -> str:
     ``1m``.
     """
     name = text if text in INTERVALS or text.endswith("M") else text.lower()
-    if name not in INTERVALS:
+    if not text.isascii() or name not in INTERVALS:
         raise BadRequest("Bad Request: interval parameter must be one of " + ", ".join(INTERVALS))
     return name
 

@@ -28,9 +28,6 @@ DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "description":
 NULLABLE_DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 TIME = {"type": "string", "format": "date-time"}
 DATE = {"type": "string", "format": "date"}
-TEXT = {"type": "string", "maxLength": 200}
-SYMBOL = {"type": "string", "minLength": 1, "maxLength": 200}
-CURRENCY = {"type": "string", "pattern": "^[A-Za-z]{3}$"}
 SOURCES = [source.name for source in registry.SOURCES]
 
 ERROR_TEXT = {

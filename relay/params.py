@@ -209,7 +209,7 @@ def choice_param(
         schema["default"] = default
 
     def read(raw: str, used: str) -> str:
-        if raw.lower() not in by_folded:
+        if not raw.isascii() or raw.lower() not in by_folded:
             raise BadRequest(f"Bad Request: {used} parameter must be one of {', '.join(options)}")
         return by_folded[raw.lower()]
 

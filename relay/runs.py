@@ -47,6 +47,8 @@ LAST_SUCCESS = """
     LEFT JOIN LATERAL (
         SELECT finished_at FROM relay_run
         WHERE source = s.source AND status = 'succeeded'
+          -- a run that ran out of time before storing anything refreshed nothing
+          AND (complete OR processed > 0)
         ORDER BY finished_at DESC LIMIT 1
     ) AS r ON TRUE
 """

@@ -11,7 +11,6 @@ from relay.fx import FX
 
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 MAX_SYMBOLS = 50
-MAX_AMOUNT = Decimal("1e18")
 _CODES = re.compile(rf"^[A-Za-z]{{3}}( *, *[A-Za-z]{{3}}){{0,{MAX_SYMBOLS - 1}}}$")
 # a non-negative decimal up to 1e18, digits as written
 _AMOUNT = re.compile(r"^([0-9]{1,18}(\.[0-9]{1,30})?|1000000000000000000(\.0{1,30})?)$")

@@ -12,7 +12,7 @@ MAX_LIMIT = 10_000
 
 
 def _symbol(raw: str, used: str) -> str:
-    if not SYMBOL.match(raw.upper()):
+    if not raw.isascii() or not SYMBOL.match(raw.upper()):
         raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": raw[:100]})
     return raw
 

@@ -47,6 +47,9 @@ from relay.errors import UpstreamError, UpstreamTimeout
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({418, 429, 500, 502, 503, 504})
+# The longest a 429/418 holds every request to an upstream: past it, requests try again
+# (and meet the limit again if it still holds), so no header can stop a source for good.
+MAX_PAUSE_S = 300.0
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
 # What an API answer may decode to unless the source says otherwise.
@@ -230,8 +233,9 @@ class UpstreamClient:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 wait = retry_after if retry_after is not None else self._backoff(attempt)
                 if resp.status_code in (418, 429):
+                    pause = min(wait, MAX_PAUSE_S)  # a Retry-After of days is a ban, not a pause
                     with self._pause_lock:
-                        self._resume_at = max(self._resume_at, self.clock() + wait)
+                        self._resume_at = max(self._resume_at, self.clock() + pause)
                     failure.message += (
                         f" (rate limited; retry after {wait:g} s)"
                         if retry_after
@@ -488,7 +492,9 @@ def parse_retry_after(value: str | None) -> float | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN guard
+    if seconds != seconds or seconds == float("inf"):  # NaN, inf: not a time to wait
+        return None
+    return max(0.0, seconds)
 
 
 def _reason(resp: Reply) -> str:

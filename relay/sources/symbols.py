@@ -15,6 +15,7 @@ def resolve(text: str | None, pattern: re.Pattern[str]) -> str:
     if text is None or not text.strip():
         raise BadRequest("Bad Request: Check Symbol Parameter")
     candidate = text.strip().upper()
-    if not pattern.match(candidate):
+    # ASCII before case mapping counts: "ß".upper() is "SS", the Kelvin sign lowers to "k".
+    if not text.isascii() or not pattern.match(candidate):
         raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": text[:100]})
     return candidate

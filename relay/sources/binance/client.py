@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from relay.errors import BadRequest, UpstreamError
-from relay.sources import symbols
 from relay.sources.http import OutOfTime, UpstreamClient, json_body
 from relay.sources.numbers import (
     each_row,
@@ -83,11 +82,6 @@ class Ticker(NamedTuple):
     open_time: datetime
     close_time: datetime
     trades: int
-
-
-def resolve_symbol(text: str | None) -> str:
-    """Normalize a Binance symbol such as ``adausdt``; BadRequest when malformed."""
-    return symbols.resolve(text, SYMBOL)
 
 
 class BinanceSource:
@@ -183,9 +177,7 @@ class BinanceSource:
         if used is not None:
             minute = int(self._wall_clock() // 60)
             with self._weight_lock:
-                # Answers arrive out of order: within a minute, the highest count is newest.
-                if minute != self._weight_minute or used > self._used_weight:
-                    self._used_weight, self._weight_minute = used, minute
+                self._used_weight, self._weight_minute = used, minute
 
     def _respect_weight(self, deadline: float) -> None:
         """Wait for the next minute when the last answer said the budget is nearly spent."""
@@ -250,9 +242,10 @@ def _kline(row: Any) -> Kline:
 
 def _listing(row: Any) -> tuple[str, str, str]:
     symbol = plain_text(row["symbol"], "symbol", max_length=40)
-    if not SYMBOL.match(symbol):
-        raise ValueError(f"symbol {symbol[:40]!r} is not a symbol")
-    return symbol, plain_text(row["quoteAsset"], "quoteAsset", 20), str(row["status"])
+    status = str(row["status"])
+    if not SYMBOL.match(symbol):  # Binance lists some (e.g. non-ASCII names) relay cannot take
+        status = "UNSUPPORTED"
+    return symbol, plain_text(row["quoteAsset"], "quoteAsset", 20), status
 
 
 def parse_ticker(payload: Any) -> Ticker:

@@ -25,7 +25,6 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from relay.errors import BadRequest, UpstreamError
-from relay.sources import symbols
 from relay.sources.http import OutOfTime, UpstreamClient, json_body
 from relay.sources.numbers import (
     each_row,
@@ -74,11 +73,6 @@ class Ticker(NamedTuple):
     volume: Decimal
     trade_id: int
     traded_at: datetime
-
-
-def resolve_product(text: str | None) -> str:
-    """Normalize a product id such as ``btc-usd``; BadRequest when malformed."""
-    return symbols.resolve(text, PRODUCT)
 
 
 class Pace:
@@ -214,9 +208,11 @@ def _candle(row: Any) -> Candle:
 
 def _product(row: Any) -> tuple[str, str, bool]:
     product = plain_text(row["id"], "id", max_length=41)
-    if not PRODUCT.match(product):
-        raise ValueError(f"id {product!r} is not a product id")
-    trading = row.get("status") == "online" and not row.get("trading_disabled", False)
+    trading = (
+        bool(PRODUCT.match(product))  # one relay cannot name is left out, not fatal
+        and row.get("status") == "online"
+        and not row.get("trading_disabled", False)
+    )
     return product, plain_text(row["quote_currency"], "quote_currency", 20), trading
 
 
