@@ -312,3 +312,21 @@ def test_too_many_buckets_is_what_the_loopback_refuses_and_relay_never_asks_it(
         timeout=5,
     )
     assert (resp.status_code, resp.json()["message"]) == (400, TOO_MANY_BUCKETS)
+
+
+def test_a_quiet_product_resumes_after_the_windows_already_walked(
+    app, coinbase, conn, in_headers, clock_now
+):
+    # Trades for the first two hours of the backfill, then nothing for 22 hours.
+    coinbase.add("BTC-USD", make_coinbase_candles(T0, 120))
+    relay_in(app, in_headers)
+    assert len(windows(coinbase)) == 5
+    walked = conn.execute("SELECT walked_to FROM coinbase_progress").fetchone()[0]
+    assert walked == T0 + 24 * 60 * MINUTE  # the current minute, asked again next time
+
+    clock_now.value += timedelta(minutes=1)
+    relay_in(app, in_headers, status=204)
+
+    # One window from where the walk ended, not five from the last minute that traded.
+    assert windows(coinbase)[5:] == [(walked, walked + MINUTE)]
+    assert len(candle_rows(conn)) == 120

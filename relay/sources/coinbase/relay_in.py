@@ -70,6 +70,16 @@ class CoinbaseRelayIn(CandleRelayIn):
     def rows(self, page: Window) -> list[Candle]:
         return page.rows
 
+    def resume_point(self, conn, symbol: str) -> datetime | None:
+        # The newest stored minute, or further if empty windows were walked since.
+        points = [super().resume_point(conn, symbol), store.walked_to(conn, symbol)]
+        return max((point for point in points if point is not None), default=None)
+
+    def store_page(self, conn, symbol: str, page: Window, stored_upto) -> int:
+        stored = super().store_page(conn, symbol, page, stored_upto)
+        store.note_walked(conn, symbol, page.end)
+        return stored
+
     def is_last_page(self, page: Window) -> bool:
         return page.end >= floor_minute(self.now())
 

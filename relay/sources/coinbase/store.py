@@ -25,6 +25,25 @@ UPSERT_TICKER = """
 """
 
 
+WALKED_TO = "SELECT walked_to FROM coinbase_progress WHERE symbol = %(symbol)s"
+
+NOTE_WALKED = """
+    INSERT INTO coinbase_progress AS p (symbol, walked_to) VALUES (%(symbol)s, %(walked_to)s)
+    ON CONFLICT (symbol) DO UPDATE SET walked_to = EXCLUDED.walked_to
+    WHERE EXCLUDED.walked_to > p.walked_to
+"""
+
+
+def walked_to(conn: psycopg.Connection, symbol: str) -> datetime | None:
+    row = conn.execute(WALKED_TO, {"symbol": symbol}).fetchone()
+    return row[0] if row else None
+
+
+def note_walked(conn: psycopg.Connection, symbol: str, until: datetime) -> None:
+    """Remember that the windows up to ``until`` are stored (inside the page's transaction)."""
+    conn.execute(NOTE_WALKED, {"symbol": symbol, "walked_to": until})
+
+
 def store_ticker(conn: psycopg.Connection, ticker: Ticker, fetched_at: datetime) -> None:
     if conn.execute(UPSERT_TICKER, {**ticker._asdict(), "fetched_at": fetched_at}).rowcount:
         announce(conn, "candles")
