@@ -3,7 +3,7 @@
     ./run python -m bench.market [--symbols 300] [--minutes 120] [--latency 0.05]
 
 A threaded loopback Binance (the tests' FakeBinance: Binance's klines, tickers and
-exchangeInfo formats and request weights) holds ``--symbols`` symbols, each ``--minutes``
+exchangeInfo formats, request weights and its 6000-a-minute limit, 429 past it) holds ``--symbols`` symbols, each ``--minutes``
 behind, and answers every request after ``--latency`` seconds. relay-in is called with
 ``{"symbols": ["*"]}`` until every symbol is caught up (repeated calls when the 20 s budget
 ends), first with RELAY_IN_CONCURRENCY=8, then 1. Prints wall time, calls, upstream
@@ -34,7 +34,7 @@ def catch_up(db_url: str, binance: FakeBinance, base: str, concurrency: int) -> 
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("TRUNCATE binance_candle, binance_ticker, relay_run CASCADE")
     binance.requests.clear()
-    binance.used_weight = binance.max_in_flight = 0
+    binance.used_weight = binance.max_in_flight = binance.rejected = 0
     pool = db.make_pool(db_url, min_size=1, max_size=4, timeout=10, open=True)
     config = Config(database_url=db_url, jwt_secrets=(harness.SECRET,)).replace(
         binance_url=base,
@@ -62,6 +62,7 @@ def catch_up(db_url: str, binance: FakeBinance, base: str, concurrency: int) -> 
         "requests": len(binance.requests),
         "weight": binance.used_weight,
         "in_flight_max": binance.max_in_flight,
+        "rejected_429": binance.rejected,
         "rows": rows,
         "rows_per_s": rows / elapsed,
     }
@@ -74,7 +75,7 @@ def measure(db_url: str, symbols: int = 300, minutes: int = 120, latency: float 
     server = HTTPServer(host="127.0.0.1", threaded=True)
     server.start()
     try:
-        binance = FakeBinance(server, latency_s=latency)
+        binance = FakeBinance(server, latency_s=latency, weight_limit=6000)
         for index in range(symbols):
             start = now - timedelta(minutes=minutes)
             binance.add(f"M{index:04d}USDT", make_klines(start, minutes, seed=index))
@@ -90,13 +91,15 @@ def table(result: dict) -> str:
     lines = [
         f"{result['symbols']} symbols x {result['minutes']} min behind, "
         f"{result['latency_s'] * 1000:.0f} ms an answer",
-        "| concurrency | seconds | calls | requests | weight | in flight max | rows | rows/s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| concurrency | seconds | calls | requests | weight | in flight max | 429s | rows "
+        "| rows/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["runs"]:
         lines.append(
             f"| {r['concurrency']} | {r['seconds']:.2f} | {r['calls']} | {r['requests']} | "
-            f"{r['weight']} | {r['in_flight_max']} | {r['rows']:,} | {r['rows_per_s']:,.0f} |"
+            f"{r['weight']} | {r['in_flight_max']} | {r['rejected_429']} | {r['rows']:,} | "
+            f"{r['rows_per_s']:,.0f} |"
         )
     concurrent, serial = result["runs"]
     lines.append(f"concurrent / serial time: {concurrent['seconds'] / serial['seconds']:.2f}")

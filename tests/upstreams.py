@@ -223,7 +223,14 @@ class FakeBinance:
         weight_per_request: int = 2,
         synthetic: bool = False,
         latency_s: float = 0.0,
+        weight_limit: int | None = None,
     ):
+        # With weight_limit, Binance's REQUEST_WEIGHT limit per calendar minute is enforced
+        # (a 429 with Retry-After past it) and the header reports the minute's weight; without
+        # it the header reports the weight used in all (deterministic for the tests).
+        self.weight_limit = weight_limit
+        self.minute_weight, self.minute = 0, -1
+        self.rejected = 0
         # With synthetic=True, any symbol has a minute every minute up to now.
         self.synthetic = synthetic
         # Each answer takes latency_s; how many requests were in flight at once is kept
@@ -248,7 +255,7 @@ class FakeBinance:
         by_open.update({k[0]: k for k in klines})
         self.klines[symbol] = [by_open[t] for t in sorted(by_open)]
 
-    def _answer(self, request: Request, payload) -> Response:
+    def _answer(self, request: Request, payload, weight: int | None = None) -> Response:
         with self._flight_lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -258,8 +265,24 @@ class FakeBinance:
             with self._flight_lock:
                 self.in_flight -= 1
         self.requests.append({"path": request.path, **request.args})
-        self.used_weight += self.weight_per_request
-        headers = {"X-MBX-USED-WEIGHT-1M": str(self.used_weight)}
+        weight = self.weight_per_request if weight is None else weight
+        with self._flight_lock:
+            self.used_weight += weight
+            now = time.time()
+            if int(now // 60) != self.minute:
+                self.minute, self.minute_weight = int(now // 60), 0
+            self.minute_weight += weight
+            over = self.weight_limit is not None and self.minute_weight > self.weight_limit
+            reported = self.minute_weight if self.weight_limit is not None else self.used_weight
+        headers = {"X-MBX-USED-WEIGHT-1M": str(reported)}
+        if over:
+            self.rejected += 1
+            return Response(
+                '{"code":-1003,"msg":"Too many requests."}',
+                status=429,
+                content_type="application/json",
+                headers={**headers, "Retry-After": str(int(60 - now % 60) + 1)},
+            )
         call = len(self.requests)
         if call in self.fail_on_call:
             status, body, *extra = self.fail_on_call[call]
@@ -297,9 +320,8 @@ class FakeBinance:
         if "symbols" in request.args:  # ["A","B"]: one answer for them all, weighed by count
             symbols = json.loads(request.args["symbols"])
             tickers = [self._ticker_of(symbol) for symbol in symbols]
-            if len(symbols) > 20:
-                self.used_weight += (40 if len(symbols) <= 100 else 80) - self.weight_per_request
-            return self._answer(request, None if None in tickers else tickers)
+            weight = 2 if len(symbols) <= 20 else 40 if len(symbols) <= 100 else 80
+            return self._answer(request, None if None in tickers else tickers, weight)
         return self._answer(request, self._ticker_of(request.args.get("symbol", "")))
 
     def _info(self, request: Request) -> Response:
@@ -314,8 +336,7 @@ class FakeBinance:
             }
             for symbol in sorted(self.klines)
         ]
-        self.used_weight += 20 - self.weight_per_request
-        return self._answer(request, {"timezone": "UTC", "rateLimits": [], "symbols": rows})
+        return self._answer(request, {"timezone": "UTC", "rateLimits": [], "symbols": rows}, 20)
 
     def _ticker_of(self, symbol: str) -> dict | None:
         if self.synthetic and symbol not in self.tickers:
