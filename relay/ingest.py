@@ -193,6 +193,9 @@ class PagedRelayIn:
         def one(symbol: str) -> None:
             if stop.is_set():
                 return
+            if self.clock() >= deadline:  # no query for a symbol that cannot start
+                result.add(symbol, 0, complete=False)
+                return
             try:
                 self._run_symbol(symbol, deadline, result)
             except OutOfTime:
