@@ -135,15 +135,20 @@ class PageServer:
             first = bisect.bisect_left(opens, int(args["startTime"]))
             return "[" + ",".join(items[first : first + int(args["limit"])]) + "]"
         if path == "/api/v3/ticker/24hr":
-            opens, items = self.klines[args["symbol"]]
-            last = json.loads(items[-1])
-            return json.dumps({
-                "symbol": args["symbol"], "priceChange": "0", "priceChangePercent": "0",
-                "lastPrice": last[4], "openPrice": last[1], "highPrice": last[2],
-                "lowPrice": last[3], "volume": "1", "quoteVolume": "1",
-                "openTime": last[0] - 86_400_000, "closeTime": last[6], "count": 1,
-            })  # fmt: skip
+            if "symbols" in args:  # ["A","B"]: relay asks for tickers in batches
+                return json.dumps([self._ticker(s) for s in json.loads(args["symbols"])])
+            return json.dumps(self._ticker(args["symbol"]))
         return "[]"
+
+    def _ticker(self, symbol: str) -> dict:
+        items = self.klines[symbol][1]
+        last = json.loads(items[-1])
+        return {
+            "symbol": symbol, "priceChange": "0", "priceChangePercent": "0",
+            "lastPrice": last[4], "openPrice": last[1], "highPrice": last[2],
+            "lowPrice": last[3], "volume": "1", "quoteVolume": "1",
+            "openTime": last[0] - 86_400_000, "closeTime": last[6], "count": 1,
+        }  # fmt: skip
 
     def close(self) -> None:
         self.httpd.shutdown()
