@@ -188,7 +188,11 @@ class PagedRelayIn:
         result = RunResult()
         stop = threading.Event()
         failures: list[BaseException] = []
-        ordered = self.most_behind_first(symbols)
+        # Read once, for the order and the start: the run holds each symbol's lock, so no
+        # other run moves a resume point meanwhile.
+        points = self.resume_points(symbols)
+        floor = datetime.min.replace(tzinfo=UTC)
+        ordered = sorted(symbols, key=lambda symbol: points[symbol] or floor)
 
         def one(symbol: str) -> None:
             if stop.is_set():
@@ -197,7 +201,7 @@ class PagedRelayIn:
                 result.add(symbol, 0, complete=False)
                 return
             try:
-                self._run_symbol(symbol, deadline, result)
+                self._run_symbol(symbol, points[symbol], deadline, result)
             except OutOfTime:
                 log.info("%s %s: time budget spent", self.name, symbol)
                 result.add(symbol, 0, complete=False)
@@ -229,16 +233,15 @@ class PagedRelayIn:
     def finish_run(self, caught_up: Sequence[str], deadline: float, result: RunResult) -> None:
         """Fetch what the symbols that caught up need together (tickers in batches)."""
 
-    def most_behind_first(self, symbols: Sequence[str]) -> list[str]:
-        """The symbols in the order their stored data ends, oldest (or none) first."""
+    def resume_points(self, symbols: Sequence[str]) -> dict[str, datetime | None]:
+        """Where each symbol resumes, read on one connection."""
         with db.connection(self.pool) as conn:
-            points = {symbol: self.resume_point(conn, symbol) for symbol in symbols}
-        floor = datetime.min.replace(tzinfo=UTC)
-        return sorted(symbols, key=lambda symbol: points[symbol] or floor)
+            return {symbol: self.resume_point(conn, symbol) for symbol in symbols}
 
-    def _run_symbol(self, symbol: str, deadline: float, result: RunResult) -> None:
-        with db.connection(self.pool) as conn:
-            start = stored_upto = self.resume_point(conn, symbol)
+    def _run_symbol(
+        self, symbol: str, resume: datetime | None, deadline: float, result: RunResult
+    ) -> None:
+        start = stored_upto = resume
         if start is None:
             start = self.now() - self.backfill
         if self.clock() >= deadline:
