@@ -61,7 +61,7 @@ class Coins:
             self.CONCERN,
             ("dashboard", day, wanted, order_by, descending, limit, offset),
             lambda: caching.ok_body(
-                self.dashboard(day, symbols, order_by, descending, limit, offset)
+                self._dashboard(day, symbols, order_by, descending, limit, offset)
             ),
         )
 
@@ -70,21 +70,16 @@ class Coins:
         text = text.lower()
 
         def compute() -> bytes | None:
-            results = self.search(text)
+            results = self._search(text)
             return caching.ok_body({"results": results} if results else None)
 
         return self._cache.get(self.CONCERN, ("search", text), compute)
 
-    def dashboard(
-        self,
-        day: date | None,
-        symbols: Sequence[str] | None,
-        order_by: str,
-        descending: bool,
-        limit: int,
-        offset: int,
-    ) -> dict | None:
-        """The ranked table for ``day`` (default: the latest we hold); None when empty."""
+    def _dashboard(self, day, symbols, order_by, descending, limit, offset) -> dict | None:
+        """The ranked table for ``day`` (default: the latest we hold); None when empty.
+
+        Arguments as dashboard_page's.
+        """
         with db.connection(self.pool) as conn:
             day = day or coin_store.latest_day(conn)
             if day is None:
@@ -98,7 +93,7 @@ class Coins:
             row["logo"] = logo_url(row["symbol"], row.pop("has_logo"))
         return {"date": day, "total": total, "rows": rows}
 
-    def search(self, text: str) -> list[dict]:
+    def _search(self, text: str) -> list[dict]:
         with db.connection(self.pool) as conn:
             hits = coin_store.search(conn, text, SEARCH_LIMIT)
         for hit in hits:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from relay import caching, markets, params
 from relay.errors import BadRequest, NotFound
 from relay.markets import Markets
+from relay.sources import symbols
 from relay.sources.registry import MARKETS
 
 EXCHANGE = params.choice_param(
@@ -24,7 +25,7 @@ EXCHANGE = params.choice_param(
 # Any exchange's symbol, in any case (the patterns are written upper-case); one that is
 # not the asked exchange's shape is simply not held there.
 ANY_SYMBOL = re.compile(
-    "|".join(f"(?:{m.market.pattern.pattern.replace('A-Z', 'A-Za-z')})" for m in MARKETS.values())
+    "|".join(f"(?:{symbols.any_case(m.market.pattern)})" for m in MARKETS.values())
 )
 
 

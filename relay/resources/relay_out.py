@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from relay import caching, params
 from relay.errors import BadRequest
+from relay.sources import symbols
 from relay.sources.coinapi.client import SYMBOL, resolve_symbol
 from relay.trades import Trades, decode_cursor
 
@@ -33,7 +34,7 @@ class RecordsResource:
         params.Param(
             "symbol",
             # checked by resolve_symbol, in the original API's words (Invalid Symbol)
-            {"type": "string", "pattern": SYMBOL.pattern.replace("A-Z", "A-Za-z")},
+            {"type": "string", "pattern": symbols.any_case(SYMBOL)},
             _symbol,
             required=True,
             aliases=("Symbol",),

@@ -19,3 +19,11 @@ def resolve(text: str | None, pattern: re.Pattern[str]) -> str:
     if not text.isascii() or not pattern.match(candidate):
         raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": text[:100]})
     return candidate
+
+
+def any_case(pattern: re.Pattern[str]) -> str:
+    """``pattern`` (a symbol pattern, written upper-case) as callers may write it: any case.
+
+    For the documents; the server upper-cases ASCII input before matching ``pattern``.
+    """
+    return pattern.pattern.replace("A-Z", "A-Za-z")
