@@ -12,6 +12,7 @@ so each case measures its own worst moment, not an estimate.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import http.server
@@ -174,3 +175,14 @@ class Memory:
         match = re.search(rf"^{name}:\s+(\d+) kB", self.STATUS.read_text(), re.MULTILINE)
         assert match, f"{name} not in {self.STATUS}"
         return int(match.group(1)) / 1024
+
+
+@contextlib.contextmanager
+def bounded_memory(case: str, bound_mib: float):
+    """Fail when the peak resident size grows more than ``bound_mib`` over idle in the block."""
+    meter = Memory()
+    idle = meter.reset()
+    yield
+    grew = meter.peak() - idle
+    print(f"{case}: idle {idle:.0f} MiB, peak +{grew:.1f} MiB")
+    assert grew <= bound_mib, f"{case}: peak RSS grew {grew:.0f} MiB over idle {idle:.0f} MiB"

@@ -19,6 +19,7 @@ from werkzeug import Response
 
 from relay.history import import_history
 from relay.sources.cmc import store as coin_store
+from tests.hostile import bounded_memory
 from tests.upstreams import SAMPLES, FakeCMC, cmc_listing, png
 
 IN = "/relay-api/v1/relay-in/cmc"
@@ -465,3 +466,67 @@ def test_dashboard_for_5000_coins_is_served_by_indexes(conn):
     plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, args))
     assert "Seq Scan on coin_daily" not in plan, plan
     assert "coin_daily_day_idx" in plan or "coin_daily_pkey" in plan, plan
+
+
+def listing_pages(cmc) -> list[tuple[int, int]]:
+    return [
+        (int(r["start"]), int(r["limit"]))
+        for r in cmc.requests
+        if r["path"] == "/v1/cryptocurrency/listings/latest"
+    ]
+
+
+def test_the_whole_5000_coin_listing_is_paged_into_one_snapshot(
+    make_app, config, cmc, conn, in_headers
+):
+    cmc.listings = [cmc_listing(i, f"Coin {i}", f"C{i}", i, f"{i}.25") for i in range(1, 5001)]
+    app = make_app(config.replace(cmc_limit=5000), now=lambda: NOW)
+    with bounded_memory("5000 listings", 40):
+        resp = app.post(IN, headers=in_headers, status=201)
+    assert listing_pages(cmc) == [(1, 1000), (1001, 1000), (2001, 1000), (3001, 1000), (4001, 1000)]
+    assert resp.json["data"]["processed"] == 5000
+    assert scalar(conn, "SELECT coins FROM cmc_snapshot") == 5000
+    assert scalar(conn, "SELECT count(*) FROM cmc_quote") == 5000
+    assert scalar(conn, "SELECT count(*) FROM coin_daily") == 5000
+    assert scalar(conn, "SELECT price FROM coin WHERE cmc_id = 4321") == Decimal("4321.25")
+
+
+def test_a_coin_that_moves_between_pages_is_kept_once_and_a_short_page_ends(
+    make_app, config, cmc, conn, in_headers
+):
+    listings = [cmc_listing(i, f"Coin {i}", f"C{i}", i, "1") for i in range(1, 1201)]
+    # Coin 1000 slipped a rank between the two pages' requests: both pages list it.
+    listings.insert(1000, cmc_listing(1000, "Coin 1000", "C1000", 1001, "2"))
+    cmc.listings = listings
+    app = make_app(config.replace(cmc_limit=3000), now=lambda: NOW)
+    resp = app.post(IN, headers=in_headers, status=201)
+    assert listing_pages(cmc) == [(1, 1000), (1001, 1000)]  # 201 < 1000: the end
+    assert resp.json["data"]["processed"] == 1200
+    assert scalar(conn, "SELECT coins FROM cmc_snapshot") == 1200
+    # the first sighting is kept, whole
+    assert scalar(conn, "SELECT (price, rank)::text FROM coin WHERE cmc_id = 1000") == "(1,1000)"
+
+
+def test_a_limit_below_a_page_asks_for_just_that(make_app, config, cmc, conn, in_headers):
+    cmc.listings = [cmc_listing(i, f"Coin {i}", f"C{i}", i, "1") for i in range(1, 21)]
+    app = make_app(config.replace(cmc_limit=7), now=lambda: NOW)
+    app.post(IN, headers=in_headers, status=201)
+    assert listing_pages(cmc) == [(1, 7)]
+    assert scalar(conn, "SELECT count(*) FROM coin") == 7
+
+
+def test_logos_are_fetched_concurrently_up_to_the_relay_in_concurrency(
+    make_app, config, cmc, conn, in_headers
+):
+    cmc.listings = [cmc_listing(i, f"Coin {i}", f"C{i}", i, "1") for i in range(1, 41)]
+    cmc.logos = {i: cmc.logo_url(i) for i in range(1, 41)}
+    cmc.logo_latency_s = 0.05
+    port = cmc.url.rsplit(":", 1)[1]
+    app = make_app(
+        config.replace(cmc_logo_hosts=(f"127.0.0.1:{port}",), relay_in_concurrency=4),
+        now=lambda: NOW,
+    )
+    resp = app.post(IN, headers=in_headers, status=201)
+    assert resp.json["data"]["logos"] == {"stored": 40, "failed": 0, "complete": True}
+    assert scalar(conn, "SELECT count(DISTINCT logo_id) FROM coin") == 40
+    assert 2 <= cmc.max_logos_in_flight <= 4

@@ -8,18 +8,17 @@ BOUND_MIB of its idle size while the relay-in ran.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import UTC, datetime
 
 import pytest
 import requests
 
+from tests import hostile as meter
 from tests.conftest import SECRET, bearer, fresh_database
 from tests.hostile import (
     MIB,
     HostileServer,
-    Memory,
     drip,
     gzip_bomb,
     gzipped,
@@ -55,15 +54,8 @@ def other_host():
     server.stop()
 
 
-@contextlib.contextmanager
 def bounded_memory(case: str):
-    """Fail when the peak resident size grows more than BOUND_MIB over idle during the block."""
-    meter = Memory()
-    idle = meter.reset()
-    yield
-    grew = meter.peak() - idle
-    print(f"{case}: idle {idle:.0f} MiB, peak +{grew:.1f} MiB")
-    assert grew <= BOUND_MIB, f"{case}: peak RSS grew {grew:.0f} MiB over idle {idle:.0f} MiB"
+    return meter.bounded_memory(case, BOUND_MIB)
 
 
 def coinapi_app(make_app, config, url, **changes):
@@ -339,7 +331,11 @@ def test_the_info_batches_stop_at_the_run_budget(make_app, config, conn, in_head
     hostile.routes["/v2/cryptocurrency/info"] = drip(head, b" " * 400, 0.1)
     app = make_app(
         config.replace(
-            cmc_url=hostile.url, cmc_api_key="k", relay_in_budget_s=1.5, upstream_timeout_s=5
+            cmc_url=hostile.url,
+            cmc_api_key="k",
+            cmc_limit=300,
+            relay_in_budget_s=1.5,
+            upstream_timeout_s=5,
         ),
         now=lambda: NOW,
     )

@@ -695,16 +695,24 @@ class FakeCMC:
         self.logos: dict[int, str] = {}  # cmc id -> logo URL
         self.requests: list[dict] = []
         self.error: tuple[int, int, str] | None = None  # (http status, error_code, message)
+        # /logos/<id>.png: a PNG per id, each answered after logo_latency_s
+        self.logo_latency_s = 0.0
+        self.logos_in_flight = self.max_logos_in_flight = 0
+        self._lock = threading.Lock()
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 url = urllib.parse.urlsplit(self.path)
+                if url.path.startswith("/logos/"):
+                    return self.send(200, "image/png", fake.logo(url.path))
                 args = dict(urllib.parse.parse_qsl(url.query))
                 status, body = fake.answer(url.path, args, self.headers.get("X-CMC_PRO_API_KEY"))
-                data = body.encode()
+                self.send(status, "application/json; charset=utf-8", body.encode())
+
+            def send(self, status, content_type, data):
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -740,8 +748,12 @@ class FakeCMC:
         if path == "/v1/cryptocurrency/listings/latest":
             if self.raw_listings is not None:
                 return 200, self.raw_listings
-            limit = int(args.get("limit", 100))
-            return 200, cmc_json({"status": self._status(), "data": self.listings[:limit]})
+            start, limit = int(args.get("start", 1)), int(args.get("limit", 100))
+            if not 1 <= limit <= 5000 or start < 1:
+                message = 'Invalid value for "limit"'
+                return 400, json.dumps({"status": self._status(400, message)})
+            page = self.listings[start - 1 : start - 1 + limit]
+            return 200, cmc_json({"status": self._status(), "data": page})
         if path == "/v2/cryptocurrency/info":
             ids = [int(i) for i in args["id"].split(",")]
             data = {
@@ -751,6 +763,21 @@ class FakeCMC:
             }
             return 200, json.dumps({"status": self._status(), "data": data})
         return 404, json.dumps({"status": self._status(404, "Not found")})
+
+    def logo_url(self, cmc_id: int) -> str:
+        return f"{self.url}/logos/{cmc_id}.png"
+
+    def logo(self, path: str) -> bytes:
+        """One logo, after logo_latency_s, counting how many are asked for at once."""
+        with self._lock:
+            self.logos_in_flight += 1
+            self.max_logos_in_flight = max(self.max_logos_in_flight, self.logos_in_flight)
+        try:
+            time.sleep(self.logo_latency_s)
+            return b"\x89PNG\r\n\x1a\n" + path.encode() * 4
+        finally:
+            with self._lock:
+                self.logos_in_flight -= 1
 
 
 def png(seed: int) -> bytes:

@@ -34,6 +34,9 @@ from relay.sources.numbers import (
 log = logging.getLogger(__name__)
 
 NAME = "CoinMarketCap"
+# Listings are asked for in pages of start/limit (credits follow the coins, not the
+# calls): a page's body and its parsed form stay a few MiB whatever CMC_LIMIT is.
+LISTINGS_PAGE = 1000
 INFO_BATCH = 100
 MAX_LOGO_BYTES = 1024 * 1024
 DEFAULT_LOGO_HOSTS = ("s2.coinmarketcap.com",)
@@ -137,13 +140,26 @@ class CMCSource:
         return body["data"]
 
     def listings(self, *, deadline: float | None = None) -> list[Coin]:
-        data = self._get(
-            "/v1/cryptocurrency/listings/latest",
-            {"start": 1, "limit": self.limit, "convert": "USD"},
-            deadline,
-            64 * 1024 + self.limit * BYTES_PER_LISTING,
-        )
-        return parse_listings(data)
+        """The top ``limit`` coins by rank, asked for page by page, each coin once.
+
+        Ranks can move between two pages' requests, so a coin may come twice (the
+        first is kept) or be skipped until the next snapshot. A short page is the end.
+        """
+        coins: dict[int, Coin] = {}
+        for start in range(1, self.limit + 1, LISTINGS_PAGE):
+            size = min(LISTINGS_PAGE, self.limit - start + 1)
+            data = self._get(
+                "/v1/cryptocurrency/listings/latest",
+                {"start": start, "limit": size, "convert": "USD"},
+                deadline,
+                64 * 1024 + size * BYTES_PER_LISTING,
+            )
+            page = parse_listings(data)[:size]  # never more than CMC_LIMIT, whatever is sent
+            for coin in page:
+                coins.setdefault(coin.cmc_id, coin)
+            if len(page) < size:
+                break
+        return list(coins.values())
 
     def logo_urls(self, cmc_ids: Iterable[int], *, deadline: float | None = None) -> dict[int, str]:
         """Ask /v2/cryptocurrency/info for the logo URL of each id, in batches."""

@@ -101,6 +101,7 @@ INSERT_LOGO = """
     SELECT id FROM new UNION ALL SELECT id FROM logo WHERE sha256 = %(sha256)s
     LIMIT 1
 """
+LOGO_BY_SHA256 = "SELECT id FROM logo WHERE sha256 = %(sha256)s"
 INSERT_LOGO_SOURCE = """
     INSERT INTO logo_source (url, logo_id) VALUES (%(url)s, %(logo_id)s)
     ON CONFLICT (url) DO NOTHING
@@ -239,16 +240,25 @@ def logo_for_url(conn: psycopg.Connection, url: str) -> int | None:
 
 def store_logo(conn: psycopg.Connection, logo: Logo) -> int:
     """Keep the image once per content, remember its URL; return its id."""
-    logo_id = conn.execute(
+    row = conn.execute(
         INSERT_LOGO,
         {"sha256": logo.sha256, "content_type": logo.content_type, "data": logo.data},
-    ).fetchone()[0]
+    ).fetchone()
+    if row is None:
+        # Another transaction stored the same image after this statement's snapshot was
+        # taken (logos are fetched concurrently): it is committed now, so read it again.
+        row = conn.execute(LOGO_BY_SHA256, {"sha256": logo.sha256}).fetchone()
+    logo_id = row[0]
     conn.execute(INSERT_LOGO_SOURCE, {"url": logo.url, "logo_id": logo_id})
     return logo_id
 
 
 def set_logo(conn: psycopg.Connection, cmc_id: int, logo_id: int) -> None:
+    """Give a coin its logo (the caller announces the change once for all it set)."""
     conn.execute(SET_LOGO, {"cmc_id": cmc_id, "logo_id": logo_id})
+
+
+def announce_logos(conn: psycopg.Connection) -> None:
     announce(conn, "coins")
 
 
