@@ -312,6 +312,14 @@ class CandleRelayIn(PagedRelayIn):
                 cached = self._listing = (self.clock(), listing)
             return cached[1]
 
+    def forget_listed(self, symbol: str) -> bool:
+        with self._listing_lock:
+            cached = self._listing
+            if cached is None or all(listed != symbol for listed, _ in cached[1]):
+                return False
+            self._listing = None
+            return True
+
     def resume_point(self, conn, symbol: str) -> datetime | None:
         return newest_open_time(conn, self.market, symbol)
 

@@ -21,7 +21,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from relay import db
-from relay.errors import RelayError, UpstreamError
+from relay.errors import BadRequest, RelayError, UpstreamError
 from relay.sources.http import OutOfTime
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,12 @@ class RunResult:
             entry = self.symbols.setdefault(symbol, {"processed": 0, "complete": True})
             entry["processed"] += processed
             entry["complete"] = entry["complete"] and complete
+
+    def skip(self, symbol: str, reason: str) -> None:
+        """Say why ``symbol`` was left behind (it counts as not caught up)."""
+        self.add(symbol, 0, complete=False)
+        with self._lock:
+            self.symbols[symbol]["error"] = reason
 
     @property
     def http_status(self) -> int:
@@ -205,6 +211,15 @@ class PagedRelayIn:
             except OutOfTime:
                 log.info("%s %s: time budget spent", self.name, symbol)
                 result.add(symbol, 0, complete=False)
+            except BadRequest as exc:
+                if not self.forget_listed(symbol):
+                    stop.set()
+                    failures.append(exc)
+                    return
+                # The exchange's own listing said it trades: the listing is stale, not
+                # the call. The other symbols go on; the next call lists afresh.
+                log.warning("%s %s: listed but refused: %s", self.name, symbol, exc.message)
+                result.skip(symbol, f"{self.upstream} listed it but refused it: {exc.message}")
             except BaseException as exc:
                 stop.set()
                 failures.append(exc)
@@ -229,6 +244,12 @@ class PagedRelayIn:
                 exc.data.setdefault("symbols", result.symbols)
             raise exc
         return result
+
+    def forget_listed(self, symbol: str) -> bool:
+        """The upstream refused ``symbol``: if the cached listing offered it, drop the listing
+        and say True (the run goes on without it); False when no listing offered it (an
+        unknown symbol the caller named: the run stops with the upstream's 400)."""
+        return False
 
     def finish_run(self, caught_up: Sequence[str], deadline: float, result: RunResult) -> None:
         """Fetch what the symbols that caught up need together (tickers in batches)."""

@@ -52,8 +52,21 @@ LAST_SUCCESS = """
         ORDER BY finished_at DESC LIMIT 1
     ) AS r ON TRUE
 """
-# Two keys: the source and the symbol, each hashed to an int4 by PostgreSQL.
-TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%(source)s), hashtext(%(symbol)s))"
+# Two keys: the source and the symbol, each hashed to an int4 by PostgreSQL. Every
+# symbol's lock is tried in one statement; the first that another run holds is named.
+# The caller releases whatever was taken.
+TRY_LOCKS = """
+    SELECT symbol FROM unnest(%(symbols)s::text[]) WITH ORDINALITY AS s (symbol, position)
+    WHERE NOT pg_try_advisory_lock(hashtext(%(source)s), hashtext(symbol))
+    ORDER BY position LIMIT 1
+"""
+# Advisory locks live in PostgreSQL's shared lock table (max_locks_per_transaction x
+# max_connections: 6400 slots by default, for the whole server). A run of more symbols
+# than this takes its source's lock instead, exclusively, so a whole-market run holds
+# one lock, not thousands; every smaller run of the source shares that lock.
+MAX_SYMBOL_LOCKS = 100
+TRY_SOURCE_LOCK = "SELECT pg_try_advisory_lock(hashtext(%(source)s), hashtext('*'))"
+TRY_SOURCE_SHARED = "SELECT pg_try_advisory_lock_shared(hashtext(%(source)s), hashtext('*'))"
 UNLOCK_ALL = "SELECT pg_advisory_unlock_all()"
 ALL_SYMBOLS = "*"
 # A run in progress also holds a lock on its id (the one-bigint key, a key space apart
@@ -87,7 +100,10 @@ class Ledger:
 
     @contextlib.contextmanager
     def _locked(self, source: str, symbols: Sequence[str]) -> Iterator[psycopg.Connection]:
-        """Hold a session advisory lock per symbol for the run, or raise Conflict at once.
+        """Hold the run's advisory locks, or raise Conflict at once naming one that is held.
+
+        A run of up to MAX_SYMBOL_LOCKS symbols locks each symbol (and shares the source's
+        lock); a larger run, or one of a source without symbols, locks the whole source.
 
         The lock lives on a connection kept for the run (and yielded, for the run's own
         record): if the process dies, PostgreSQL drops the connection and the lock with it.
@@ -96,13 +112,19 @@ class Ledger:
             conn.autocommit = True
             try:
                 self._sweep(conn, source)
-                for symbol in symbols or [ALL_SYMBOLS]:
-                    row = conn.execute(TRY_LOCK, {"source": source, "symbol": symbol}).fetchone()
-                    if not row[0]:
-                        raise Conflict(
-                            "Conflict: Relay-in already running",
-                            data={"source": source, "symbol": symbol},
-                        )
+                whole = not symbols or len(symbols) > MAX_SYMBOL_LOCKS
+                key = {"source": source}
+                source_lock = TRY_SOURCE_LOCK if whole else TRY_SOURCE_SHARED
+                held = None
+                if not conn.execute(source_lock, key).fetchone()[0]:
+                    held = (ALL_SYMBOLS,)
+                elif not whole:
+                    held = conn.execute(TRY_LOCKS, {**key, "symbols": list(symbols)}).fetchone()
+                if held is not None:
+                    raise Conflict(
+                        "Conflict: Relay-in already running",
+                        data={"source": source, "symbol": held[0]},
+                    )
                 yield conn
             finally:
                 conn.execute(UNLOCK_ALL)

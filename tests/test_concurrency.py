@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import psycopg
 import pytest
 from pytest_httpserver import HTTPServer
 
@@ -14,6 +22,7 @@ IN = "/relay-api/v1/relay-in/binance"
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=25, seconds=30)
 SYMBOLS = [f"S{i}USDT" for i in range(8)]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -287,3 +296,163 @@ def test_a_run_that_stored_nothing_before_its_budget_ended_is_not_fresh(
 
     health = app.get("/health").json["data"]["sources"]["binance"]
     assert health["overdue"] is True and health["last_success"] is None
+
+
+KILLED = """
+import sys
+import threading
+from datetime import datetime
+
+import webtest
+
+from relay import db
+from relay.app import create_app
+from relay.config import Config
+from tests.conftest import SECRET, bearer
+
+url, binance, now, symbols = sys.argv[1:]
+pool = db.make_pool(url, open=True, max_size=8)
+config = Config(database_url=url, jwt_secrets=(SECRET,)).replace(
+    binance_url=binance, binance_backfill_hours=60, relay_in_concurrency=4
+)
+app = webtest.TestApp(create_app(config, pool, now=lambda: datetime.fromisoformat(now)))
+app.post_json(
+    "/relay-api/v1/relay-in/binance", {"symbols": symbols.split(",")}, headers=bearer("relay:in")
+)
+"""
+
+
+def test_a_run_killed_mid_way_leaves_every_symbol_resumable_without_loss_or_duplicate(
+    make_app, config, conn, database_url, in_headers, upstream
+):
+    binance = FakeBinance(upstream, latency_s=0.3)
+    first = T0 + timedelta(hours=1)
+    for index, symbol in enumerate(SYMBOLS):
+        binance.add(symbol, make_klines(first, 3000, seed=index))
+    now = first + timedelta(minutes=3000, seconds=30)
+    url = upstream.url_for("/").rstrip("/")
+    killed = subprocess.Popen(
+        [sys.executable, "-c", KILLED, database_url, url, now.isoformat(), ",".join(SYMBOLS)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while sum(rows_by_symbol(conn).values()) < 4000 and killed.poll() is None:
+            assert time.monotonic() < deadline, "the run never stored four pages"
+            time.sleep(0.02)
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(10)
+    finally:
+        killed.kill()
+    at_kill = rows_by_symbol(conn)
+    # Killed mid-way, several symbols in flight: whole pages only, never part of one.
+    assert 4000 <= sum(at_kill.values()) < 8 * 3000, at_kill
+    assert all(count % 1000 == 0 for count in at_kill.values()), at_kill
+    assert len(at_kill) >= 2, at_kill
+
+    app = make_app(
+        config.replace(binance_url=url, binance_backfill_hours=60, relay_in_concurrency=4),
+        now=lambda: now,
+    )
+    resp = app.post_json(IN, {"symbols": SYMBOLS}, headers=in_headers, status=201)
+
+    # The killed run's locks went with its process; every symbol resumed where it stood.
+    assert resp.json["data"]["processed"] == 8 * 3000 - sum(at_kill.values())
+    assert resp.json["data"]["complete"] is True
+    assert rows_by_symbol(conn) == dict.fromkeys(SYMBOLS, 3000)
+    opens = conn.execute(
+        "SELECT count(DISTINCT (symbol, open_time)), min(open_time), max(open_time)"
+        " FROM binance_candle"
+    ).fetchone()
+    assert opens == (8 * 3000, first, first + timedelta(minutes=2999))
+
+
+def test_a_symbol_another_run_holds_is_409_naming_it_and_the_run_takes_no_lock(
+    make_app, config, conn, database_url, in_headers, upstream
+):
+    binance = FakeBinance(upstream)
+    for index, symbol in enumerate(SYMBOLS):
+        binance.add(symbol, make_klines(NOW - timedelta(minutes=3), 2, seed=index))
+    app = make_app(config.replace(binance_url=upstream.url_for("/").rstrip("/")), now=lambda: NOW)
+    advisory = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s"
+    with psycopg.connect(database_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(hashtext('binance'), hashtext('S5USDT'))")
+
+        resp = app.post_json(IN, {"symbols": SYMBOLS}, headers=in_headers, status=409)
+
+        assert resp.json["data"] == {"source": "binance", "symbol": "S5USDT"}
+        # the seven it could take were let go with the refusal
+        assert conn.execute(advisory, (other.info.backend_pid,)).fetchone()[0] == 0
+        assert binance.requests == []
+    resp = app.post_json(IN, {"symbols": SYMBOLS}, headers=in_headers, status=201)
+    assert resp.json["data"]["processed"] == 16
+
+
+def test_a_whole_market_run_holds_one_lock_and_refuses_overlapping_runs_of_its_source(
+    make_app, config, conn, database_url, in_headers, upstream
+):
+    """Thousands of symbol locks would fill PostgreSQL's shared lock table for everyone."""
+    binance = FakeBinance(upstream, latency_s=0.1)
+    market = [f"M{i:03d}USDT" for i in range(120)]  # more than MAX_SYMBOL_LOCKS
+    for index, symbol in enumerate(market):
+        binance.add(symbol, make_klines(NOW - timedelta(minutes=3), 2, seed=index))
+    app = make_app(config.replace(binance_url=upstream.url_for("/").rstrip("/")), now=lambda: NOW)
+    advisory = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s"
+    source_lock = "pg_advisory_lock{}(hashtext('binance'), hashtext('*'))"
+
+    with psycopg.connect(database_url, autocommit=True) as other:
+        other.execute(f"SELECT {source_lock.format('_shared')}")  # a small run in progress
+        resp = app.post_json(IN, {"symbols": ["*USDT"]}, headers=in_headers, status=409)
+        assert resp.json["data"] == {"source": "binance", "symbol": "*"}
+        other.execute("SELECT pg_advisory_unlock_all()")
+        other.execute(f"SELECT {source_lock.format('')}")  # a whole-market run in progress
+        resp = app.post_json(IN, {"symbols": ["M001USDT"]}, headers=in_headers, status=409)
+        assert resp.json["data"] == {"source": "binance", "symbol": "*"}
+        other.execute("SELECT pg_advisory_unlock_all()")
+
+        done, held = threading.Event(), []
+        worker = threading.Thread(
+            target=lambda: (
+                app.post_json(IN, {"symbols": ["*USDT"]}, headers=in_headers, status=201),
+                done.set(),
+            )
+        )
+        worker.start()
+        while not done.wait(0.02):
+            held.append(conn.execute(advisory, (other.info.backend_pid,)).fetchone()[0])
+        worker.join(10)
+    assert rows_by_symbol(conn) == dict.fromkeys(market, 2)
+    assert max(held) == 2  # the source's lock and the run's own, whatever the symbol count
+
+
+def test_a_listed_symbol_the_exchange_then_refuses_is_skipped_and_the_listing_renewed(
+    make_app, config, conn, in_headers, upstream
+):
+    binance = FakeBinance(upstream)
+    clock = {"now": NOW}
+    for index, symbol in enumerate(SYMBOLS[:4]):
+        binance.add(symbol, make_klines(NOW - timedelta(minutes=3), 2, seed=index))
+    app = make_app(
+        config.replace(binance_url=upstream.url_for("/").rstrip("/")), now=lambda: clock["now"]
+    )
+    app.post_json(IN, {"symbols": ["*"]}, headers=in_headers, status=201)
+    del binance.klines["S2USDT"]  # delisted within the hour the listing is cached
+    for index, symbol in enumerate(SYMBOLS[:4]):
+        if symbol != "S2USDT":
+            binance.klines[symbol] += make_klines(NOW - timedelta(minutes=1), 1, seed=index)
+    clock["now"] = NOW + timedelta(minutes=1)
+
+    resp = app.post_json(IN, {"symbols": ["*"]}, headers=in_headers, status=201)
+
+    symbols = resp.json["data"]["symbols"]
+    assert symbols["S2USDT"]["complete"] is False
+    assert "Binance listed it but refused it" in symbols["S2USDT"]["error"]
+    assert {s: v["processed"] for s, v in symbols.items()} == {
+        "S0USDT": 1, "S1USDT": 1, "S2USDT": 0, "S3USDT": 1,
+    }  # fmt: skip
+    listings = len([r for r in binance.requests if r["path"] == "/api/v3/exchangeInfo"])
+    resp = app.post_json(IN, {"symbols": ["*"]}, headers=in_headers, status=204)
+    assert len([r for r in binance.requests if r["path"] == "/api/v3/exchangeInfo"]) == listings + 1
+    # A symbol the caller names and no listing offers is still the caller's 400.
+    resp = app.post_json(IN, {"symbols": ["S2USDT"]}, headers=in_headers, status=400)
+    assert resp.json["data"]["symbol"] == "S2USDT"
