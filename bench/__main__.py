@@ -24,6 +24,8 @@ from pathlib import Path
 import psycopg
 
 from bench import harness, market
+from relay import rollups
+from relay.sources.binance import MARKET
 from relay.sources.binance.client import parse_klines
 from relay.sources.coinapi.client import parse_trades
 
@@ -135,9 +137,13 @@ FIXED = """
 
 def fill(db_url: str, size: int) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE symbol_data, symbol, binance_candle, binance_ticker CASCADE")
+        conn.execute(
+            "TRUNCATE symbol_data, symbol, binance_candle, binance_candle_1h, binance_candle_1d,"
+            " binance_ticker CASCADE"
+        )
         for query in FILL.values():
             conn.execute(query, {"n": size} if "%(n)s" in query else None)
+        rollups.rebuild(conn, MARKET, "ADAUSDT")
         conn.execute("VACUUM ANALYZE symbol_data")
         conn.execute("VACUUM ANALYZE binance_candle")
 

@@ -32,7 +32,10 @@ MAX_CALLS = 50
 
 def catch_up(db_url: str, binance: FakeBinance, base: str, concurrency: int) -> dict:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE binance_candle, binance_ticker, relay_run CASCADE")
+        conn.execute(
+            "TRUNCATE binance_candle, binance_candle_1h, binance_candle_1d, binance_ticker,"
+            " relay_run CASCADE"
+        )
     binance.requests.clear()
     binance.used_weight = binance.max_in_flight = binance.rejected = 0
     pool = db.make_pool(db_url, min_size=1, max_size=4, timeout=10, open=True)

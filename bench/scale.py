@@ -20,7 +20,7 @@ import psycopg
 import webtest
 from psycopg import sql
 
-from relay import auth, candles, db
+from relay import auth, candles, db, rollups
 from relay.app import create_app
 from relay.config import Config
 from relay.migrate import migrate
@@ -69,8 +69,10 @@ def main() -> None:
         print("| candles | route | p50 ms | p99 ms |\n| --- | --- | --- | --- |")
         for size in [int(s) for s in args.sizes.split(",")]:
             with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("TRUNCATE binance_candle")
+                conn.execute("TRUNCATE binance_candle, binance_candle_1h, binance_candle_1d")
                 conn.execute(FILL, {"symbols": list(SYMBOLS), "per_symbol": size // len(SYMBOLS)})
+                for symbol in SYMBOLS:
+                    rollups.rebuild(conn, MARKET, symbol)
                 conn.execute("VACUUM ANALYZE binance_candle")
                 plan = conn.execute(
                     sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + candles.statements(MARKET).price_at,

@@ -2,8 +2,9 @@
 
 Each exchange keeps its own tables (declared in its package as a ``Market``); the
 statements here are composed from those identifiers once, never from a request.
-Minutes are stored through COPY, and read back (latest price, price at a moment,
-resampled buckets) by the primary key ``(symbol, open_time)``.
+Minutes are stored through COPY (their hours and days rolled up in the same
+transaction, relay.rollups), and read back (latest price, price at a moment) by the
+primary key ``(symbol, open_time)``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
 import psycopg
 from psycopg import sql
 
-from relay import db
+from relay import db, rollups
 from relay.errors import BadRequest, UpstreamError
 from relay.ingest import PagedRelayIn, storing
 from relay.notify import announce
@@ -34,7 +35,6 @@ class Statements(NamedTuple):
     symbols: sql.Composed
     latest_price: sql.Composed
     price_at: sql.Composed
-    resample: sql.Composed
 
 
 @functools.cache
@@ -90,33 +90,6 @@ def statements(market: Market) -> Statements:
             LIMIT 1
             """
         ).format(**ids),
-        # OHLCV buckets from 1-minute rows, as the exchanges build their own bars. A minute
-        # without a trade (Binance sends one with volume 0 and the previous close four
-        # times; Coinbase sends none) is no trade: open (the first traded minute's), high
-        # and low come from the minutes that traded. Close is the last minute's and volume
-        # the sum; a bucket in which nothing traded is its carried price four times. Both
-        # ordered aggregates take one ascending order, so one sort feeds them.
-        resample=sql.SQL(
-            """
-            SELECT bucket, coalesce(traded_open, close) AS open,
-                   coalesce(traded_high, close) AS high,
-                   coalesce(traded_low, close) AS low, close, volume
-            FROM (
-                SELECT date_bin(%(width)s, open_time, timestamptz '1970-01-01 00:00:00+00')
-                           AS bucket,
-                       (array_agg(open ORDER BY open_time) FILTER (WHERE volume > 0))[1]
-                           AS traded_open,
-                       max(high) FILTER (WHERE volume > 0) AS traded_high,
-                       min(low) FILTER (WHERE volume > 0) AS traded_low,
-                       (array_agg(close ORDER BY open_time))[count(*)] AS close,
-                       sum(volume) AS volume
-                FROM {candles}
-                WHERE symbol = %(symbol)s AND open_time >= %(start)s AND open_time < %(end)s
-                GROUP BY bucket
-            ) AS buckets
-            ORDER BY bucket
-            """
-        ).format(**ids),
     )
 
 
@@ -142,18 +115,6 @@ def price_at(
     conn: psycopg.Connection, market: Market, symbol: str, at: datetime
 ) -> tuple[Decimal, datetime] | None:
     return conn.execute(statements(market).price_at, {"symbol": symbol, "at": at}).fetchone()
-
-
-def resample(
-    conn: psycopg.Connection,
-    market: Market,
-    symbol: str,
-    width: timedelta,
-    start: datetime,
-    end: datetime,
-) -> list[tuple]:
-    params = {"symbol": symbol, "width": width, "start": start, "end": end}
-    return conn.execute(statements(market).resample, params).fetchall()
 
 
 # -- storing minutes ---------------------------------------------------------------------
@@ -250,6 +211,8 @@ def store_minutes(
         merge,
     )
     if stored:
+        # the page's hours and days, aggregated again in this same transaction
+        rollups.refresh(conn, market, symbol, min(by_minute), max(by_minute))
         announce(conn, CONCERN)
     return stored
 

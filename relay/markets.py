@@ -7,6 +7,7 @@ exchange's candles change.
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from decimal import Decimal
 
 from psycopg_pool import ConnectionPool
 
-from relay import caching, candles, db, params
+from relay import caching, candles, db, params, rollups
 from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound, Unprocessable
 from relay.sources.source import Market
@@ -26,17 +27,57 @@ MONEY = Decimal("0.00000001")
 PERCENT = Decimal("0.0001")
 _CONTEXT = decimal.Context(prec=50, rounding=decimal.ROUND_HALF_EVEN)
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A candle width aligned as the exchanges align their klines: fixed widths to the
+    Unix epoch (so 1d is a UTC day), weeks to Monday 00:00 UTC, months to the 1st."""
+
+    width: timedelta | None  # None: a calendar month
+    origin: datetime = _EPOCH
+
+    def floor(self, when: datetime) -> datetime:
+        when = when.astimezone(UTC)
+        if self.width is None:
+            return when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return self.origin + ((when - self.origin) // self.width) * self.width
+
+    def back(self, when: datetime, count: int) -> datetime:
+        """``count`` buckets before ``when``."""
+        if self.width is not None:
+            return when - count * self.width
+        months = when.year * 12 + when.month - 1 - count
+        return self.floor(when).replace(year=months // 12, month=months % 12 + 1)
+
+    def count(self, start: datetime, end: datetime) -> float:
+        """How many buckets [start, end) spans (start aligned)."""
+        if self.width is not None:
+            return (end - start) / self.width
+        end = end.astimezone(UTC)
+        months = (end.year - start.year) * 12 + end.month - start.month
+        return months + (end > self.floor(end))
+
+
 INTERVALS = {
-    "1m": timedelta(minutes=1),
-    "5m": timedelta(minutes=5),
-    "15m": timedelta(minutes=15),
-    "1h": timedelta(hours=1),
-    "4h": timedelta(hours=4),
-    "1d": timedelta(days=1),
+    "1m": Interval(timedelta(minutes=1)),
+    "3m": Interval(timedelta(minutes=3)),
+    "5m": Interval(timedelta(minutes=5)),
+    "15m": Interval(timedelta(minutes=15)),
+    "30m": Interval(timedelta(minutes=30)),
+    "1h": Interval(timedelta(hours=1)),
+    "2h": Interval(timedelta(hours=2)),
+    "4h": Interval(timedelta(hours=4)),
+    "6h": Interval(timedelta(hours=6)),
+    "8h": Interval(timedelta(hours=8)),
+    "12h": Interval(timedelta(hours=12)),
+    "1d": Interval(timedelta(days=1)),
+    "1w": Interval(timedelta(weeks=1), datetime(1970, 1, 5, tzinfo=UTC)),  # a Monday
+    "1M": Interval(None),
 }
 DEFAULT_BUCKETS = 500
 MAX_BUCKETS = 5000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def interval(text: str) -> str:
@@ -52,8 +93,8 @@ def interval(text: str) -> str:
 
 
 def interval_pattern(name: str) -> str:
-    """What ``interval`` accepts for ``name``: any case, but m stays m (M is a month)."""
-    return "".join(c if c == "m" else params.any_case(c) for c in name)
+    """What ``interval`` accepts for ``name``: any case, but m and M stay (M is a month)."""
+    return "".join(c if c in "mM" else params.any_case(c) for c in name)
 
 
 class Markets:
@@ -168,32 +209,34 @@ def resample(
     start: datetime | None,
     end: datetime | None,
 ) -> dict:
-    """Resample 1-minute candles into ``interval`` buckets over [start, end).
+    """Candles of ``interval`` over [start, end), from the coarsest stored level that
+    divides it (relay.rollups), equal to aggregating the 1-minute candles themselves.
 
     A bucket is built as Binance builds its own bars: open, high and low from
     the minutes that traded (volume > 0), close from the last minute, volume
     summed; a bucket with no trade is the carried price four times.
 
     Without ``end`` the range ends after the newest candle; without
-    ``start`` it covers the 500 buckets before ``end``. Buckets align to
-    the Unix epoch (so 1d is a UTC day); a bucket with no data is absent.
+    ``start`` it covers the 500 buckets before ``end``. Buckets align as
+    the exchanges align theirs (Interval); a bucket with no data is absent.
     """
-    width = INTERVALS[interval]
+    every = INTERVALS[interval]
     with db.connection(pool) as conn:
+        newest = candles.newest_open_time(conn, market, symbol)
+        if newest is None:
+            raise _not_found(symbol)
         if end is None:
-            newest = candles.newest_open_time(conn, market, symbol)
-            if newest is None:
-                raise _not_found(symbol)
             end = newest + timedelta(minutes=1)
-        start = _floor(start if start is not None else end - DEFAULT_BUCKETS * width, width)
-        if (end - start) / width > MAX_BUCKETS:
+        start = every.floor(start if start is not None else every.back(end, DEFAULT_BUCKETS))
+        if every.count(start, end) > MAX_BUCKETS:
             raise BadRequest(
                 f"Bad Request: start parameter is too far before end: at most "
                 f"{MAX_BUCKETS} {interval} candles a request"
             )
-        rows = candles.resample(conn, market, symbol, width, start, end)
-        if not rows and candles.newest_open_time(conn, market, symbol) is None:
-            raise _not_found(symbol)
+        rows = rollups.read(
+            conn, market, symbol, width=every.width, origin=every.origin,
+            start=start, end=end, newest=newest,
+        )  # fmt: skip
     return {
         "symbol": symbol,
         "interval": interval,
@@ -202,7 +245,3 @@ def resample(
             for r in rows
         ],
     }
-
-
-def _floor(when: datetime, width: timedelta) -> datetime:
-    return _EPOCH + ((when - _EPOCH) // width) * width

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from relay import rollups
+from relay.sources.binance import MARKET
 from tests.upstreams import png
 
 LOGO = png(7)
@@ -22,6 +24,7 @@ def a_little_of_everything(conn) -> None:
         "10, 15, 3, 5, 7, t FROM generate_series(timestamptz '2020-01-01', "
         "timestamptz '2020-01-01 02:00', interval '1 minute') AS t"
     )
+    rollups.rebuild(conn, MARKET, "BTCUSDT")
     conn.execute(
         "INSERT INTO ecb_rate VALUES ('2018-06-01', 'USD', 1.17), ('2018-06-01', 'JPY', 128.1)"
     )

@@ -302,7 +302,7 @@ def test_profit_with_less_than_24_hours_is_422_saying_how_much(
         ("profit", {"currency": "ADAUSDT", "value": "NaN"}, "value"),
         ("profit", {"currency": "ADAUSDT", "value": "Infinity"}, "value"),
         ("profit", {"currency": "ADAUSDT", "value": "1e999"}, "value"),
-        ("candles", {"symbol": "ADAUSDT", "interval": "2h"}, "interval"),
+        ("candles", {"symbol": "ADAUSDT", "interval": "7m"}, "interval"),
         ("candles", {"symbol": "ADAUSDT", "start": "2026-11-21", "end": "2026-11-20"}, "start"),
         ("candles", {"symbol": "ADAUSDT", "start": "2020-01-01", "interval": "1m"}, "start"),
     ],

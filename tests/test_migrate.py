@@ -8,7 +8,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from relay import rollups
 from relay.migrate import SQL_DIR, migrate, migration_files
+from relay.sources.binance import MARKET
 
 
 @pytest.fixture
@@ -69,3 +71,47 @@ def test_file_names_must_be_numbered(tmp_path):
     with pytest.raises(ValueError, match=r"NNN_name\.sql"):
         migration_files(tmp_path)
     assert SQL_DIR.is_dir()
+
+
+def test_the_rollup_migration_rolls_up_the_minutes_already_held(blank_url, tmp_path):
+    for _, path in migration_files():
+        if path.name < "009":
+            (tmp_path / path.name).write_text(path.read_text())
+    migrate(blank_url, tmp_path)
+    with psycopg.connect(blank_url) as conn:
+        # 3 days of minutes, every fifth untraded at the carried close, a gap of an hour
+        conn.execute(
+            """
+            INSERT INTO binance_candle
+            SELECT 'OLDUSDT', t, t + interval '59.999 s',
+                   CASE WHEN traded THEN p ELSE c END, CASE WHEN traded THEN p + 1 ELSE c END,
+                   CASE WHEN traded THEN p - 1 ELSE c END, c,
+                   CASE WHEN traded THEN 2.5 ELSE 0 END, 0, 0, 0, 0, t
+            FROM generate_series(timestamptz '2026-01-01', timestamptz '2026-01-03 23:59',
+                                 interval '1 minute') AS t,
+                 LATERAL (SELECT extract(epoch FROM t)::bigint / 60 % 5 <> 0 AS traded,
+                                 (extract(epoch FROM t)::bigint % 997)::numeric / 7 AS p,
+                                 (extract(epoch FROM t)::bigint % 991)::numeric / 3 AS c) AS x
+            WHERE t NOT BETWEEN '2026-01-02 05:00' AND '2026-01-02 05:59'
+            """
+        )
+    migrate(blank_url)
+    with psycopg.connect(blank_url) as conn:
+        held = {
+            level: conn.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY bucket").format(
+                    sql.Identifier(f"binance_candle_{level}")
+                )
+            ).fetchall()
+            for level in ("1h", "1d")
+        }
+        conn.execute("TRUNCATE binance_candle_1h, binance_candle_1d")
+        rollups.rebuild(conn, MARKET, "OLDUSDT")  # what the ingest's own refresh gives
+        for level, rows in held.items():
+            again = conn.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY bucket").format(
+                    sql.Identifier(f"binance_candle_{level}")
+                )
+            ).fetchall()
+            assert rows == again, level
+    assert len(held["1h"]) == 71 and len(held["1d"]) == 3

@@ -74,7 +74,7 @@ INTERVAL = params.Param(
     },
     lambda raw, used: markets.interval(raw),
     default="1h",
-    description="as the exchanges write it: 1m a minute (1M would be a month); 1H is 1h",
+    description="as the exchanges write it: 1m a minute, 1M a month, 1w from Monday; 1H is 1h",
 )
 
 
