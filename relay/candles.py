@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -24,6 +24,7 @@ from relay.errors import BadRequest, UpstreamError
 from relay.ingest import PagedRelayIn, storing
 from relay.notify import announce
 from relay.sources.http import OutOfTime
+from relay.sources.minutes import Minutes
 from relay.sources.source import Market
 
 CONCERN = "candles"
@@ -166,53 +167,44 @@ def writes(market: Market, columns: tuple[str, ...]) -> Writes:
     )
 
 
-def _lines(rows: Sequence[NamedTuple], tail: str) -> Iterator[str]:
-    """Rows as COPY text lines: Decimals print every digit they were parsed from."""
-    for row in rows:
-        yield "\t".join(map(str, row)) + tail
-
-
 def store_minutes(
     conn: psycopg.Connection,
     market: Market,
     symbol: str,
-    rows: Sequence[NamedTuple],
+    rows: Minutes | Sequence[NamedTuple],
     fetched_at: datetime,
     stored_upto: datetime | None = None,
 ) -> int:
     """Store a page of 1-minute rows through COPY; return how many were new or changed.
 
-    ``rows`` are NamedTuples whose fields are the table's columns, ``open_time`` first.
-    ``stored_upto`` is the newest minute stored for the symbol before this page (None:
-    nothing stored). Minutes after it are COPYed straight into the table; the rest (the
-    minute that may have been open, a late correction) go through a staging table and
-    an upsert that rewrites only what changed (db.copy_new_else_merge).
+    ``rows`` are Minutes already rendered, or NamedTuples whose fields are the table's
+    columns, ``open_time`` first. ``stored_upto`` is the newest minute stored for the
+    symbol before this page (None: nothing stored). Minutes after it are COPYed
+    straight into the table; the rest (the minute that may have been open, a late
+    correction) go through a staging table and an upsert that rewrites only what
+    changed (db.copy_new_else_merge). One row a minute: the last one sent.
     """
-    if not rows:
+    page = rows if isinstance(rows, Minutes) else Minutes.of(rows)
+    if not page:
         return 0
-    by_minute = {row[0]: row for row in rows}  # one row a minute, always
-    statements = writes(market, type(rows[0])._fields)
+    statements = writes(market, page.columns)
     tail = f"\t{db.copy_text(symbol)}\t{fetched_at.isoformat()}\n"
 
-    def copy_new(cur: psycopg.Cursor, new: list) -> None:
-        db.copy_lines(cur, statements.copy_direct, _lines(new, tail))
+    def copy_new(cur: psycopg.Cursor, new: list[str]) -> None:
+        db.copy_joined(cur, statements.copy_direct, new, tail)
 
-    def merge(cur: psycopg.Cursor, seen: list) -> int:
+    def merge(cur: psycopg.Cursor, seen: list[str]) -> int:
         cur.execute(statements.create_stage)
-        db.copy_lines(cur, statements.copy_stage, _lines(seen, tail))
+        db.copy_joined(cur, statements.copy_stage, seen, tail)
         cur.execute(statements.merge)
         return cur.rowcount
 
-    stored = db.copy_new_else_merge(
-        conn,
-        list(by_minute.values()),
-        lambda row: stored_upto is None or row[0] > stored_upto,
-        copy_new,
-        merge,
-    )
+    keys, lines = page.unique()
+    after = None if stored_upto is None else page.key(stored_upto)
+    stored = db.copy_new_else_merge(conn, *db.split_after(keys, lines, after), copy_new, merge)
     if stored:
         # the page's hours and days, aggregated again in this same transaction
-        rollups.refresh(conn, market, symbol, min(by_minute), max(by_minute))
+        rollups.refresh(conn, market, symbol, page.since, page.upto)
         announce(conn, CONCERN)
     return stored
 
@@ -295,7 +287,8 @@ class CandleRelayIn(PagedRelayIn):
         return store_minutes(conn, self.market, symbol, rows, self.now(), stored_upto)
 
     def page_upto(self, page) -> datetime:
-        return max(row.open_time for row in self.rows(page))
+        rows = self.rows(page)
+        return rows.upto if isinstance(rows, Minutes) else max(row.open_time for row in rows)
 
     def store_ticker(self, conn: psycopg.Connection, ticker) -> None:
         raise NotImplementedError

@@ -86,43 +86,43 @@ def copy_text(value: str) -> str:
     return value.translate(_COPY_ESCAPES)
 
 
-def copy_lines(
-    cur: psycopg.Cursor, statement: str, lines: Iterable[str], batch: int = 2000
-) -> None:
-    """Send lines already in COPY's text format (tab-separated, one row each, newline-ended).
+def copy_joined(cur: psycopg.Cursor, statement: str, lines: Sequence[str], end: str) -> None:
+    """COPY rows already in COPY's text format: each line is a row's tab-separated fields.
 
-    Numbers, times and UUIDs go in as printed; text goes through copy_text().
-    Building a line is several times cheaper than psycopg dumping each value
-    in binary, and PostgreSQL reads every digit as it was printed.
+    ``end`` closes every line (the fields all rows share, then a newline), so the
+    page goes out as one joined string, with no Python step per row. Numbers, times
+    and UUIDs go in as printed; text goes through copy_text(). PostgreSQL reads
+    every digit as it was printed.
     """
-    with cur.copy(statement) as copy:
-        chunk: list[str] = []
-        for line in lines:
-            chunk.append(line)
-            if len(chunk) >= batch:
-                copy.write("".join(chunk))
-                chunk.clear()
-        if chunk:
-            copy.write("".join(chunk))
+    if lines:
+        with cur.copy(statement) as copy:
+            copy.write(end.join(lines) + end)
+
+
+def split_after(keys: Sequence, rows: Sequence, after: Any) -> tuple[list, list]:
+    """Split rows into those whose key is after ``after`` (all of them if None) and the rest."""
+    if after is None or not keys or min(keys) > after:
+        return list(rows), []
+    new = [row for key, row in zip(keys, rows, strict=True) if key > after]
+    seen = [row for key, row in zip(keys, rows, strict=True) if not key > after]
+    return new, seen
 
 
 def copy_new_else_merge(
     conn: psycopg.Connection,
-    rows: Sequence,
-    is_new: Callable[[Any], bool],
+    new: list,
+    seen: list,
     copy_new: Callable[[psycopg.Cursor, list], None],
     merge: Callable[[psycopg.Cursor, list], int],
 ) -> int:
     """Store a page: rows that cannot be stored yet by a straight COPY, the rest by a merge.
 
-    ``copy_new(cur, rows)`` COPYs rows straight into the table (the cheap path
-    for what is newer than anything stored); ``merge(cur, rows)`` stages and
-    merges the others and returns how many it stored or changed. Should the
-    straight COPY meet a stored row after all, it is undone (a savepoint) and
-    the whole page takes the merge. Returns the rows stored or changed.
+    ``new`` are the rows newer than anything stored, ``seen`` the others (split_after).
+    ``copy_new(cur, rows)`` COPYs rows straight into the table (the cheap path);
+    ``merge(cur, rows)`` stages and merges rows and returns how many it stored or
+    changed. Should the straight COPY meet a stored row after all, it is undone (a
+    savepoint) and the whole page takes the merge. Returns the rows stored or changed.
     """
-    new = [row for row in rows if is_new(row)]
-    seen = [row for row in rows if not is_new(row)]
     stored = 0
     if new:
         try:
@@ -130,7 +130,7 @@ def copy_new_else_merge(
                 copy_new(cur, new)
             stored = len(new)
         except psycopg.errors.UniqueViolation:
-            seen = list(rows)
+            seen = new + seen
     if seen:
         with conn.cursor() as cur:
             stored += merge(cur, seen)

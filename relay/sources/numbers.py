@@ -25,6 +25,13 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 VALUE_ERRORS = (KeyError, TypeError, ValueError, OverflowError, ArithmeticError)
 T = TypeVar("T")
 
+# Plain decimal digits, as market data is sent: every text this matches is a number
+# exact_number accepts (at most 60 + 40 digits, |exponent| under 60) and PostgreSQL
+# reads as the same numeric (leading zeros included), so such digits go into COPY's
+# text format as sent. Anything else (a sign, an exponent, spaces, NaN, 0x1F, 1_000)
+# takes the exact_number path. Possessive: a failing match gives up without backtracking.
+PLAIN_DIGITS = r"[0-9]{1,60}+(?:\.[0-9]{1,40}+)?+"
+
 
 def exact_number(value: Any, what: str) -> Decimal:
     """Turn a JSON number (parsed as int or Decimal) or numeric text into a finite Decimal.

@@ -15,17 +15,24 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import compress, repeat
 from typing import Any, NamedTuple
 
+import msgspec
+
 from relay.errors import BadRequest, UpstreamError
-from relay.sources.http import OutOfTime, UpstreamClient, json_body
+from relay.sources.http import OutOfTime, Reply, UpstreamClient, json_body
+from relay.sources.minutes import EPOCH, Minutes
 from relay.sources.numbers import (
+    LATEST,
+    PLAIN_DIGITS,
     each_row,
     exact_number,
     one_object,
@@ -69,6 +76,36 @@ class Kline(NamedTuple):
     taker_buy_quote: Decimal
 
 
+KLINE_COLUMNS = Kline._fields
+MILLISECOND = timedelta(milliseconds=1)
+_LATEST_MS = (LATEST - EPOCH) // MILLISECOND
+
+
+class _Sent(msgspec.Struct, array_like=True):
+    """A kline as decoded: times and trades as whole numbers, prices as their digit text."""
+
+    open_time: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    close_time: int
+    quote_volume: str
+    trades: int
+    taker_buy_base: str
+    taker_buy_quote: str
+
+
+_DECODE = msgspec.json.Decoder(list[_Sent])
+_STRINGS = msgspec.json.Decoder(list[str])
+# A kline as a COPY line: the two times (printed here from whole numbers, so only
+# skipped), six numbers, the trade count, two numbers.
+_LINES = re.compile(
+    rf"(?:[^\t\n]++\t[^\t\n]++(?:\t{PLAIN_DIGITS}){{6}}\t[0-9]++(?:\t{PLAIN_DIGITS}){{2}}\n)*+"
+)
+
+
 class Ticker(NamedTuple):
     symbol: str
     last_price: Decimal
@@ -106,9 +143,9 @@ class BinanceSource:
         self._weight_minute = -1
         self._weight_lock = threading.Lock()  # symbols run concurrently on one budget
 
-    def fetch_klines(self, symbol: str, start: datetime, *, deadline: float) -> list[Kline]:
+    def fetch_klines(self, symbol: str, start: datetime, *, deadline: float) -> Minutes:
         """Return up to 1000 one-minute klines opening at or after ``start``."""
-        payload = self._get(
+        resp = self._answer(
             "/api/v3/klines",
             {
                 "symbol": symbol,
@@ -119,7 +156,7 @@ class BinanceSource:
             symbol,
             deadline,
         )
-        return parse_klines(payload)
+        return read_klines(resp.content) or Minutes.of(parse_klines(json_body(resp, NAME)))
 
     def fetch_ticker(self, symbol: str, *, deadline: float) -> Ticker:
         return parse_ticker(self._get("/api/v3/ticker/24hr", {"symbol": symbol}, symbol, deadline))
@@ -151,13 +188,17 @@ class BinanceSource:
         return each_row(payload, NAME, "ticker", _ticker)
 
     def _get(self, path: str, params: dict, symbol: str, deadline: float) -> Any:
+        return json_body(self._answer(path, params, symbol, deadline), NAME)
+
+    def _answer(self, path: str, params: dict, symbol: str, deadline: float) -> Reply:
+        """A 200 answer; any other is a relay error."""
         self._respect_weight(deadline)
         resp = self.client.get(
             f"{self.base_url}{path}", params=params, deadline=deadline, max_bytes=MAX_ANSWER_BYTES
         )
         self._note_weight(resp.headers.get("X-MBX-USED-WEIGHT-1M"))
         if resp.status_code == 200:
-            return json_body(resp, NAME)
+            return resp
         code, message = _error(resp)
         if code == _INVALID_SYMBOL:
             raise BadRequest("Bad Request: Invalid Symbol", data={"symbol": symbol})
@@ -211,6 +252,70 @@ def from_millis(value: Any) -> datetime:
     """Binance times are epoch milliseconds (numbers; some recorders write strings)."""
     millis = whole_number(value, "time")
     return plausible_time(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis), "time")
+
+
+def read_klines(body: bytes) -> Minutes | None:
+    """Read a klines page in Binance's usual form straight to COPY lines, every digit kept.
+
+    Returns None when any part of the page is in another form: parse_klines then
+    reads it, and either stores what it accepts or names what is wrong (a 502).
+    Whatever this accepts, parse_klines accepts too and stores as the same values:
+    prices and volumes are digit strings (PLAIN_DIGITS, or its negation), times and
+    trade counts whole numbers, times within 1970..2199 and each kline closing after
+    it opens, low at most high. No Decimal or datetime is built per field.
+    """
+    try:
+        sent = _DECODE.decode(body)
+    except (msgspec.MsgspecError, RecursionError):
+        return None
+    if not sent:
+        return None
+    opens = [k.open_time for k in sent]
+    closes = [k.close_time for k in sent]
+    trades = [k.trades for k in sent]
+    if not (
+        0 <= min(opens) <= max(opens) < _LATEST_MS
+        and 0 <= min(closes) <= max(closes) < _LATEST_MS
+        and 0 <= min(trades) <= max(trades) < 2**63
+    ) or any(map(operator.le, closes, opens)):
+        return None
+    times = _utc_texts(opens + closes)
+    lines = [
+        f"{opened}\t{closed}\t{k.open}\t{k.high}\t{k.low}\t{k.close}\t{k.volume}"
+        f"\t{k.quote_volume}\t{k.trades}\t{k.taker_buy_base}\t{k.taker_buy_quote}"
+        for opened, closed, k in zip(times, times[len(sent) :], sent, strict=False)
+    ]
+    text = "\n".join([*lines, ""])
+    # A line end inside a value would pass for two lines: the counts must agree.
+    if text.count("\n") != len(lines) or not _LINES.fullmatch(text):
+        return None
+    if not _at_most([k.low for k in sent], [k.high for k in sent]):
+        return None
+    return Minutes(KLINE_COLUMNS, lines, opens, MILLISECOND)
+
+
+def _utc_texts(millis: list[int]) -> list[str]:
+    """Epoch milliseconds (within 1970..2199) as ISO 8601 UTC text, no Python step per value.
+
+    A float of seconds is within half a microsecond of the true instant there, and
+    fromtimestamp rounds to the microsecond, so each time is exact. msgspec prints
+    datetimes far faster than isoformat(), as JSON strings with nothing to unescape.
+    """
+    times = map(datetime.fromtimestamp, map(operator.truediv, millis, repeat(1000)), repeat(UTC))
+    return _STRINGS.decode(msgspec.json.encode(list(times)))
+
+
+def _at_most(lows: list[str], highs: list[str]) -> bool:
+    """Whether each low is at most its high, as exact numbers (digit strings of PLAIN_DIGITS).
+
+    Floats round monotonically, so unequal floats already decide; only equal floats of
+    unequal text (1.0 and 1.00, or digits past a float's precision) are compared exactly.
+    """
+    low, high = list(map(float, lows)), list(map(float, highs))
+    if any(map(operator.gt, low, high)):
+        return False
+    tied = map(operator.and_, map(operator.eq, low, high), map(operator.ne, lows, highs))
+    return all(Decimal(lows[at]) <= Decimal(highs[at]) for at in compress(range(len(lows)), tied))
 
 
 def parse_klines(payload: Any) -> list[Kline]:

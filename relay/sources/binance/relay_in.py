@@ -44,6 +44,9 @@ class BinanceRelayIn(CandleRelayIn):
     def fetch_page(self, symbol: str, start: datetime, deadline: float):
         return self.source.fetch_klines(symbol, start, deadline=deadline)
 
+    def page_upto(self, page) -> datetime:
+        return page.upto
+
     def is_last_page(self, page) -> bool:
         return len(page) < self.source.page_limit
 

@@ -7,16 +7,27 @@ answers trades in ascending time order, ``time_start`` inclusive, each
 
 from __future__ import annotations
 
+import operator
 import re
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import msgspec
+
+from relay.db import copy_text
 from relay.errors import BadRequest, UpstreamError
 from relay.sources import symbols
 from relay.sources.http import UpstreamClient, json_body
-from relay.sources.numbers import VALUE_ERRORS, exact_number, plain_text, plausible_time
+from relay.sources.numbers import (
+    PLAIN_DIGITS,
+    VALUE_ERRORS,
+    exact_number,
+    plain_text,
+    plausible_time,
+)
 
 NAME = "CoinAPI"
 # An asset code such as BTC, mapped through COINAPI_SYMBOL_TEMPLATE...
@@ -41,6 +52,88 @@ class Trade(NamedTuple):
     taker_side: str
 
 
+# Trade times as CoinAPI sends them (UTC, 100 ns digits), 1970..2199. A page in this form
+# is read by the fast path; any other form (or an impossible date) takes parse_trades.
+_TIME = (
+    r"(?:19[7-9][0-9]|2[01][0-9][0-9])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}"
+)
+_TIMES = re.compile(rf"(?:{_TIME}[0-9]{{0,3}}Z\n)*")
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# One trade as a COPY line (times cut to PostgreSQL's microseconds): uuid, time_exchange,
+# time_coinapi, price, size, taker_side. Nothing in it needs COPY escapes.
+_LINES = re.compile(
+    rf"(?:{_UUID}\t{_TIME}Z\t{_TIME}Z\t{PLAIN_DIGITS}\t{PLAIN_DIGITS}\t[A-Z_]{{1,20}}\n)*"
+)
+_DAY = operator.itemgetter(slice(0, 10))
+
+
+class _Sent(msgspec.Struct):
+    """A trade as decoded: its text as sent, numbers as their digits (checked after)."""
+
+    uuid: str
+    time_exchange: str
+    time_coinapi: str
+    price: Any
+    size: Any
+    taker_side: str
+    symbol_id: str | None = None
+
+
+# JSON numbers come out as the text of their digits (float_hook), never as floats.
+_DECODE = msgspec.json.Decoder(list[_Sent], float_hook=str)
+
+
+class TradePage:
+    """A page of trades rendered once as COPY text lines, with what storing needs.
+
+    ``lines`` hold each trade's fields (uuid, time_exchange, time_coinapi, price, size,
+    taker_side) in COPY's text format; ``keys`` each trade's time_exchange as
+    ``YYYY-MM-DDTHH:MM:SS.ffffff`` text, which sorts as the times do; ``uuids`` the ids
+    in one spelling, so equal text is the same trade.
+    """
+
+    __slots__ = ("keys", "lines", "uuids")
+
+    def __init__(self, lines: list[str], keys: list[str], uuids: list[str]):
+        self.lines, self.keys, self.uuids = lines, keys, uuids
+
+    @classmethod
+    def of(cls, trades: Sequence[Trade]) -> TradePage:
+        """Render parsed trades (Decimals print every digit they were parsed from)."""
+        return cls(
+            [
+                f"{t.uuid}\t{t.time_exchange.isoformat()}\t{t.time_coinapi.isoformat()}"
+                f"\t{t.price}\t{t.size}\t{copy_text(t.taker_side)}"
+                for t in trades
+            ],
+            [time_key(t.time_exchange) for t in trades],
+            [str(t.uuid) for t in trades],
+        )
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def unique(self) -> tuple[list[str], list[str]]:
+        """Keys and lines with each uuid once (the last one sent, where it first came)."""
+        if len(set(self.uuids)) == len(self.uuids):
+            return self.keys, self.lines
+        last = {u: i for i, u in enumerate(self.uuids)}
+        first = dict.fromkeys(self.uuids)
+        chosen = [last[u] for u in first]
+        return [self.keys[i] for i in chosen], [self.lines[i] for i in chosen]
+
+    @property
+    def upto(self) -> datetime:
+        """The newest time_exchange in the page (the page must not be empty)."""
+        return datetime.fromisoformat(max(self.keys)).replace(tzinfo=UTC)
+
+
+def time_key(when: datetime) -> str:
+    """A time as TradePage keys spell it (UTC, microseconds)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
 def resolve_symbol(text: str | None, template: str) -> str:
     """Map ``BTC`` through the template, or accept a full symbol id as it is.
 
@@ -61,7 +154,7 @@ class CoinAPISource:
 
     def fetch_page(
         self, symbol_id: str, time_start: datetime, *, deadline: float | None = None
-    ) -> list[Trade]:
+    ) -> TradePage:
         """Return up to ``page_limit`` trades at or after ``time_start``, oldest first."""
         headers = {"Accept": "application/json"}
         if self.api_key:
@@ -82,7 +175,9 @@ class CoinAPISource:
             raise UpstreamError(
                 f"Bad Gateway: {NAME} answered HTTP {resp.status_code}{_error_text(resp)}"
             )
-        return parse_trades(json_body(resp, NAME), symbol_id)
+        return read_trades(resp.content, symbol_id) or TradePage.of(
+            parse_trades(json_body(resp, NAME), symbol_id)
+        )
 
 
 def format_time(when: datetime) -> str:
@@ -97,6 +192,45 @@ def _error_text(resp) -> str:
     except (ValueError, AttributeError):
         return ""
     return f": {str(message)[:200]}" if message else ""
+
+
+def read_trades(body: bytes, symbol_id: str) -> TradePage | None:
+    """Read a history page in CoinAPI's usual form straight to COPY lines, every digit kept.
+
+    Returns None when any part of the page is in another form: parse_trades then
+    reads it, and either stores what it accepts or names what is wrong (a 502).
+    Whatever this accepts, parse_trades accepts too and stores as the same values:
+    numbers are plain digits (PLAIN_DIGITS, never negative), times are real UTC
+    instants of 1970..2199 with at most 100 ns digits (cut to microseconds, as
+    parse_trades does), uuids are in their one lowercase spelling, and the side is
+    a short upper-case word. No Decimal, datetime or UUID is built per trade.
+    """
+    try:
+        sent = _DECODE.decode(body)
+    except (msgspec.MsgspecError, RecursionError):
+        return None
+    exchange = [t.time_exchange for t in sent]
+    coinapi = [t.time_coinapi for t in sent]
+    times = "\n".join([*exchange, *coinapi, ""])
+    # A line end inside a value would pass for two values: the counts must agree.
+    if times.count("\n") != 2 * len(sent) or not _TIMES.fullmatch(times):
+        return None
+    keys = [time[:26] for time in exchange]
+    lines = [
+        f"{t.uuid}\t{key}Z\t{t.time_coinapi[:26]}Z\t{t.price}\t{t.size}\t{t.taker_side}"
+        for t, key in zip(sent, keys, strict=True)
+    ]
+    text = "\n".join([*lines, ""])
+    if text.count("\n") != len(lines) or not _LINES.fullmatch(text):
+        return None
+    try:  # the pattern takes 02-30 and 02-29 of any year; the calendar does not
+        for day in set(map(_DAY, exchange)) | set(map(_DAY, coinapi)):
+            date.fromisoformat(day)
+    except ValueError:
+        return None
+    if not {t.symbol_id for t in sent} <= {None, symbol_id}:
+        return None
+    return TradePage(lines, keys, [t.uuid for t in sent])
 
 
 def parse_trades(payload: Any, symbol_id: str) -> list[Trade]:

@@ -52,7 +52,7 @@ class CoinAPIRelayIn(PagedRelayIn):
         return trade_store.store_page(conn, symbol, page, stored_upto)
 
     def page_upto(self, page) -> datetime:
-        return max(trade.time_exchange for trade in page)
+        return page.upto
 
     def is_last_page(self, page) -> bool:
         return len(page) < self.source.page_limit

@@ -10,7 +10,7 @@ import psycopg
 
 from relay import db
 from relay.notify import announce
-from relay.sources.coinapi.client import Trade
+from relay.sources.coinapi.client import Trade, TradePage, time_key
 
 # The ends of every range, so one static query (and one plan) serves all
 # combinations of optional start, end and cursor.
@@ -37,18 +37,16 @@ CREATE_STAGE = """
     ) ON COMMIT DELETE ROWS
 """
 
+# COPY's text format: each trade goes in as the digits and times CoinAPI sent.
 COPY_STAGE = """
-    COPY trade_stage (uuid, time_exchange, time_coinapi, price, size, taker_side)
-    FROM STDIN (FORMAT BINARY)
+    COPY trade_stage (uuid, time_exchange, time_coinapi, price, size, taker_side) FROM STDIN
 """
-_STAGE_TYPES = ["uuid", "timestamptz", "timestamptz", "numeric", "numeric", "text"]
 
 # Straight into the table, for trades newer than anything stored for the symbol.
 COPY_DIRECT = """
     COPY symbol_data (uuid, time_exchange, time_coinapi, price, size, taker_side, symbol)
-    FROM STDIN (FORMAT BINARY)
+    FROM STDIN
 """
-_DIRECT_TYPES = [*_STAGE_TYPES, "int8"]
 
 MERGE_STAGE = """
     INSERT INTO symbol_data (uuid, symbol, time_exchange, time_coinapi, price, size, taker_side)
@@ -78,7 +76,7 @@ def newest_time(conn: psycopg.Connection, symbol_id: str) -> datetime | None:
 def store_page(
     conn: psycopg.Connection,
     symbol_id: str,
-    trades: Sequence[Trade],
+    trades: TradePage | Sequence[Trade],
     stored_upto: datetime | None = None,
 ) -> int:
     """Store one page of trades through COPY; return how many were new.
@@ -91,26 +89,22 @@ def store_page(
     COPYed straight into the table; the rest go through a staging table and
     ``ON CONFLICT DO NOTHING`` (db.copy_new_else_merge).
     """
+    page = trades if isinstance(trades, TradePage) else TradePage.of(trades)
     conn.execute(ENSURE_SYMBOL, {"symbol_id": symbol_id})
 
-    def copy_new(cur: psycopg.Cursor, new: list[Trade]) -> None:
+    def copy_new(cur: psycopg.Cursor, new: list[str]) -> None:
         symbol = symbol_pk(conn, symbol_id)
-        db.copy_rows(cur, COPY_DIRECT, _DIRECT_TYPES, ((*t, symbol) for t in new))
+        db.copy_joined(cur, COPY_DIRECT, new, f"\t{symbol}\n")
 
-    def merge(cur: psycopg.Cursor, seen: list[Trade]) -> int:
+    def merge(cur: psycopg.Cursor, seen: list[str]) -> int:
         cur.execute(CREATE_STAGE)
-        db.copy_rows(cur, COPY_STAGE, _STAGE_TYPES, seen)
+        db.copy_joined(cur, COPY_STAGE, seen, "\n")
         cur.execute(MERGE_STAGE, {"symbol_id": symbol_id})
         return cur.rowcount
 
-    unique = list({trade.uuid: trade for trade in trades}.values())
-    stored = db.copy_new_else_merge(
-        conn,
-        unique,
-        lambda t: stored_upto is None or t.time_exchange > stored_upto,
-        copy_new,
-        merge,
-    )
+    keys, lines = page.unique()
+    after = None if stored_upto is None else time_key(stored_upto)
+    stored = db.copy_new_else_merge(conn, *db.split_after(keys, lines, after), copy_new, merge)
     if stored:
         announce(conn, "trades")
     return stored
