@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import harness, market
+from bench import harness, history, market
 from relay import rollups
 from relay.sources.binance import MARKET
 from relay.sources.binance.client import parse_klines, read_klines
@@ -283,6 +283,8 @@ def main() -> None:
             if not args.ingest_only:
                 print("market: 300 symbols, concurrent and serial...", flush=True)
                 result["market"] = market.measure(harness.fresh_database(server_url))
+                print("history: 2 years of minutes, candles at each interval...", flush=True)
+                result["history"] = history.measure(harness.fresh_database(server_url))
             if not args.ingest_only:
                 with psycopg.connect(db_url, autocommit=True) as conn:
                     conn.execute("TRUNCATE ecb_rate, coin, coin_daily CASCADE")
@@ -302,7 +304,9 @@ def main() -> None:
     pages.close()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
-    table = markdown(result) + ("\n" + market.table(result["market"]) if "market" in result else "")
+    table = markdown(result)
+    if "market" in result:
+        table += "\n" + market.table(result["market"]) + "\n" + history.table(result["history"])
     (RESULTS / "latest.md").write_text(table)
     print(table)
 
