@@ -1,4 +1,4 @@
-"""Command line: ``python -m relay {migrate,token,revoke,import-history,serve}``."""
+"""Command line: ``python -m relay {migrate,token,revoke,import-history,prune,serve}``."""
 
 from __future__ import annotations
 
@@ -58,6 +58,31 @@ def cmd_revoke(args) -> int:
     with db.make_pool(normalize_database_url(env["DATABASE_URL"]), open=True) as pool:
         fresh = auth.Revocations(pool).revoke(args.jti)
     print(f"revoked {args.jti}" if fresh else f"{args.jti} was already revoked")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from relay import partitions
+    from relay.config import retain_candles_from_env
+    from relay.notify import announce
+    from relay.sources.registry import MARKETS
+
+    env = _environment(database=True)
+    keep = retain_candles_from_env(env)
+    if keep is None:
+        print("nothing to prune: RELAY_RETAIN_CANDLES_1M is not set (everything is kept)")
+        return 0
+    with psycopg.connect(normalize_database_url(env["DATABASE_URL"])) as conn:
+        for market in (source.market for source in MARKETS.values()):
+            dropped = partitions.prune(conn, market.candles, keep, datetime.now(UTC))
+            if dropped:
+                announce(conn, "candles")
+            print(f"{market.candles}: dropped {len(dropped)} month(s)" + (
+                ": " + ", ".join(dropped) if dropped else ""))  # fmt: skip
     return 0
 
 
@@ -131,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     history = sub.add_parser("import-history", help="load daily OHLCV history from CSV files")
     history.add_argument("path", help="a .csv file or a folder of them")
     history.set_defaults(func=cmd_import_history)
+
+    sub.add_parser(
+        "prune", help="drop 1-minute candles older than RELAY_RETAIN_CANDLES_1M (whole months)"
+    ).set_defaults(func=cmd_prune)
 
     sub.add_parser(
         "serve", help="run locally: database, migrations, tokens, gunicorn"

@@ -12,14 +12,14 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
 import psycopg
 from psycopg import sql
 
-from relay import db, rollups
+from relay import db, partitions, rollups
 from relay.errors import BadRequest, UpstreamError
 from relay.ingest import PagedRelayIn, storing
 from relay.notify import announce
@@ -167,6 +167,14 @@ def writes(market: Market, columns: tuple[str, ...]) -> Writes:
     )
 
 
+def span(rows: Minutes | Sequence[NamedTuple]) -> tuple[datetime, datetime]:
+    """The first and last open time in a non-empty page."""
+    if isinstance(rows, Minutes):
+        return rows.since, rows.upto
+    times = [row[0] for row in rows]
+    return min(times), max(times)
+
+
 def store_minutes(
     conn: psycopg.Connection,
     market: Market,
@@ -204,7 +212,7 @@ def store_minutes(
     stored = db.copy_new_else_merge(conn, *db.split_after(keys, lines, after), copy_new, merge)
     if stored:
         # the page's hours and days, aggregated again in this same transaction
-        rollups.refresh(conn, market, symbol, page.since, page.upto)
+        rollups.refresh(conn, market, symbol, *span(page))
         announce(conn, CONCERN)
     return stored
 
@@ -232,9 +240,21 @@ class CandleRelayIn(PagedRelayIn):
     LISTING_BUDGET_S = 5.0  # the listing is part of the call: it leaves the run its budget
     _listing: tuple[float, list[tuple[str, str]]] | None = None
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, retain: timedelta | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._listing_lock = threading.Lock()  # one listing fetch at a time, per exchange
+        self.retain = retain  # minutes older than this are dropped (a month at a time)
+        self.partitions = partitions.Partitions(self.pool, self.market.candles)
+
+    @classmethod
+    def wired(cls, wiring, source, **extra):
+        return super().wired(wiring, source, retain=wiring.retain_candles_1m, **extra)
+
+    def prepare(self, page) -> None:
+        rows = self.rows(page)
+        if len(rows):
+            first, last = span(rows)
+            self.partitions.ensure(first, last)
 
     def expand(self, requested: Sequence[str]) -> list[str]:
         """Symbols as asked: ``*`` is every symbol the exchange lists as trading, ``*USDT``
@@ -301,7 +321,18 @@ class CandleRelayIn(PagedRelayIn):
         return 0  # the ticker refreshes every run; only candles count as new rows
 
     def finish_run(self, caught_up: Sequence[str], deadline: float, result) -> None:
-        """Fetch the tickers of the symbols whose candles caught up, a batch a request."""
+        """Fetch the tickers of the symbols whose candles caught up, a batch a request;
+        then drop the months of minutes retention no longer keeps."""
+        self._tickers(caught_up, deadline, result)
+        if self.retain is not None:
+            with db.connection(self.pool) as conn:
+                dropped = partitions.prune(conn, self.market.candles, self.retain, self.now())
+                if dropped:
+                    announce(conn, CONCERN)
+            if dropped:
+                result.details["dropped"] = dropped
+
+    def _tickers(self, caught_up: Sequence[str], deadline: float, result) -> None:
         if self.ticker_batch == 1:
             return
         for at in range(0, len(caught_up), self.ticker_batch):

@@ -10,6 +10,7 @@ import dataclasses
 import ipaddress
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from relay import env as env_
@@ -27,6 +28,14 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 def _default_sources() -> dict[str, Any]:
     return {source.name: source.settings() for source in SOURCES}
+
+
+# Retention below a day would drop the month the ingest is writing on its first day.
+MIN_RETENTION = timedelta(days=1)
+
+
+def retain_candles_from_env(env: Mapping[str, str]) -> timedelta | None:
+    return env_.duration(env, "RELAY_RETAIN_CANDLES_1M", MIN_RETENTION)
 
 
 def _default_overdue() -> tuple[tuple[str, int], ...]:
@@ -58,6 +67,8 @@ class Config:
     db_pool_min: int = 1
     db_pool_max: int = 4
     db_timeout_s: float = 5.0
+    # raw 1-minute candles older than this are removed (whole months); None keeps all
+    retain_candles_1m: timedelta | None = None
 
     def __post_init__(self):
         check_secrets(self.jwt_secrets)
@@ -110,6 +121,7 @@ class Config:
             db_pool_min=env_.whole(env, "RELAY_DB_POOL_MIN", cls.db_pool_min, 0, 100),
             db_pool_max=env_.whole(env, "RELAY_DB_POOL_MAX", cls.db_pool_max, 1, 100),
             db_timeout_s=env_.number(env, "RELAY_DB_TIMEOUT", cls.db_timeout_s, 0.1, 60),
+            retain_candles_1m=retain_candles_from_env(env),
         )
 
 

@@ -5,7 +5,9 @@ Every setting, shared or a source's own, is read with these.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import timedelta
 
 
 class ConfigError(Exception):
@@ -67,4 +69,23 @@ def number(env: Mapping[str, str], name: str, default: float, low: float, high: 
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+_DURATION = re.compile(r"^([0-9]{1,6})([hdw])$")
+_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(env: Mapping[str, str], name: str, low: timedelta) -> timedelta | None:
+    """A duration written ``<n>h``, ``<n>d`` or ``<n>w`` (hours, days, weeks), at least
+    ``low``; unset or empty: None."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    match = _DURATION.match(raw)
+    if not match:
+        raise ConfigError(f"{name} must be a duration such as 36h, 90d or 52w, got {raw[:40]!r}")
+    value = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {raw!r}")
     return value

@@ -175,6 +175,9 @@ class PagedRelayIn:
     def next_start(self, page: Sequence) -> datetime:
         raise NotImplementedError
 
+    def prepare(self, page: Sequence) -> None:
+        """Make ready what storing ``page`` needs, outside its transaction (partitions)."""
+
     def finish_symbol(self, symbol: str, deadline: float) -> int:
         """Fetch anything else a symbol needs once caught up; return rows stored."""
         return 0
@@ -277,6 +280,7 @@ class PagedRelayIn:
                 pending = None
                 if following is not None and not stalled and self.clock() < deadline:
                     pending = ahead.submit(self.fetch_page, symbol, following, deadline)
+                self.prepare(page)
                 with storing(self.pool, self.upstream) as conn:
                     result.add(symbol, self.store_page(conn, symbol, page, stored_upto))
                 if page:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from psycopg_pool import ConnectionPool
 
-from relay import caching, candles, db, params, rollups
+from relay import caching, candles, db, params, partitions, rollups
 from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound, Unprocessable
 from relay.sources.source import Market
@@ -227,16 +227,29 @@ def resample(
             raise _not_found(symbol)
         if end is None:
             end = newest + timedelta(minutes=1)
-        start = every.floor(start if start is not None else every.back(end, DEFAULT_BUCKETS))
+        held_from = partitions.held_from(conn, market.candles)
+        if start is None:
+            start = every.back(end, DEFAULT_BUCKETS)
+            if held_from is not None and rollups.level_for(every.width)[0] is None:
+                start = max(start, held_from)  # by default, what the minutes still cover
+        start = every.floor(start)
         if every.count(start, end) > MAX_BUCKETS:
             raise BadRequest(
                 f"Bad Request: start parameter is too far before end: at most "
                 f"{MAX_BUCKETS} {interval} candles a request"
             )
-        rows = rollups.read(
-            conn, market, symbol, width=every.width, origin=every.origin,
-            start=start, end=end, newest=newest,
-        )  # fmt: skip
+        try:
+            rows = rollups.read(
+                conn, market, symbol, width=every.width, origin=every.origin,
+                start=start, end=end, newest=newest, held_from=held_from,
+            )  # fmt: skip
+        except rollups.MinutesGone as gone:
+            held = gone.held_from.strftime("%Y-%m-%dT%H:%M:%SZ")
+            raise NotFound(
+                f"Not Found: 1-minute candles before {held} are no longer held "
+                f"(RELAY_RETAIN_CANDLES_1M); {interval} candles need them for this range",
+                data={"symbol": symbol, "held_from": gone.held_from},
+            ) from None
     return {
         "symbol": symbol,
         "interval": interval,

@@ -169,6 +169,14 @@ def level_for(width: timedelta | None) -> tuple[str | None, timedelta]:
     raise AssertionError("minutes divide every interval")
 
 
+class MinutesGone(Exception):
+    """The answer needs 1-minute rows that retention removed (they began at ``held_from``)."""
+
+    def __init__(self, held_from: datetime):
+        super().__init__(held_from)
+        self.held_from = held_from
+
+
 def read(
     conn: psycopg.Connection,
     market: Market,
@@ -179,17 +187,21 @@ def read(
     start: datetime,
     end: datetime,
     newest: datetime,
+    held_from: datetime | None = None,
 ) -> list[tuple]:
     """Candles of ``width`` (None: calendar months) over [start, end), ``start`` aligned.
 
     ``newest`` is the newest minute held: when ``end`` is after it, no minute lies past
     ``end`` and the last rollup bucket is whole; otherwise the part of it before ``end``
-    comes from the minutes.
+    comes from the minutes. ``held_from``: minutes before it were removed (retention);
+    an answer that needs them raises MinutesGone rather than leave them out.
     """
     level, size = level_for(width)
     cut = start
     if level is not None:
         cut = max(start, floor(end, size) if end <= newest else floor(end - MINUTE, size) + size)
+    if held_from is not None and cut < min(end, held_from):
+        raise MinutesGone(held_from)
     kind = "month" if width is None else "bin"
     params = {"symbol": symbol, "width": width, "origin": origin, "start": start, "cut": cut,
               "end": end}  # fmt: skip

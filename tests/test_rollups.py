@@ -193,7 +193,11 @@ def test_a_daily_read_to_the_newest_minute_reads_no_minute_rows(database_url, co
             walk(child)
 
     walk(plan[0]["Plan"])
-    assert scans == {"binance_candle_1d": 30, "binance_candle": 0}, json.dumps(plan)[:2000]
+    # the minutes table is partitioned by month (binance_candle_p*); its empty range may
+    # be pruned away before execution: either way no minute row is read
+    minutes = [rows for name, rows in scans.items() if name.startswith("binance_candle_p")]
+    assert scans.get("binance_candle_1d") == 30, json.dumps(plan)[:2000]
+    assert sum(minutes) == 0, json.dumps(plan)[:2000]
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ class Wiring:
     sleep: Callable[[float], None]
     uuidgen: Callable[[], uuid.UUID]
     concurrency: int = 1  # symbols a relay-in works on at once
+    retain_candles_1m: timedelta | None = None  # older raw minutes are removed
 
 
 @dataclasses.dataclass(frozen=True)
