@@ -3,8 +3,9 @@
     ./run python -m bench.migrations [--rows 10000000]
 
 Migrates a fresh database up to the migration before the rollups, fills
-``binance_candle`` with ``--rows`` one-minute rows (ten symbols), then applies the
-rest one at a time, timing each, and checks that every row is still there.
+``binance_candle`` with ``--rows`` one-minute rows and ``symbol_data`` with ``--rows``
+trades (ten symbols each), then applies the rest one at a time, timing each, and
+checks that every row is still there. Bytes per trade are shown before and after.
 """
 
 from __future__ import annotations
@@ -13,14 +14,28 @@ import argparse
 import shutil
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
 from bench import harness
+from relay import partitions
 from relay.migrate import migrate, migration_files
 
 FIRST_TIMED = "009"
+SYMBOLS = """
+    INSERT INTO symbol (symbol_id) SELECT 'BITSTAMP_SPOT_S' || s || '_USD'
+    FROM generate_series(1, 10) AS s
+"""
+TRADES = """
+    INSERT INTO symbol_data (uuid, symbol, time_exchange, time_coinapi, price, size, taker_side)
+    SELECT gen_random_uuid(), 1 + i %% 10, t, t, 30000 + i %% 997 + 0.12345678,
+           0.001 * (i %% 1000), 'BUY'
+    FROM generate_series(1, %(rows)s) AS i,
+         LATERAL (SELECT timestamptz '2024-01-01' + i * interval '100 milliseconds' AS t) AS x
+"""
+TRADE_BYTES = "SELECT pg_total_relation_size('symbol_data')::float / count(*) FROM symbol_data"
 FILL = """
     INSERT INTO binance_candle
     SELECT 'S' || s || 'USDT', t, t + interval '59.999 seconds', p, p + 1, p - 1, p,
@@ -49,8 +64,13 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             started = time.perf_counter()
             conn.execute(FILL, {"per_symbol": args.rows // 10})
-            conn.execute("VACUUM ANALYZE binance_candle")
-            print(f"filled {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
+            conn.execute(SYMBOLS)
+            conn.execute(TRADES, {"rows": args.rows})
+            conn.execute("VACUUM ANALYZE")
+            print(
+                f"filled {args.rows:,} candles and trades in {time.perf_counter() - started:.1f} s"
+            )
+            print(f"bytes per trade before: {conn.execute(TRADE_BYTES).fetchone()[0]:.0f}")
         for version, path in files:
             if version >= FIRST_TIMED:
                 shutil.copy(path, folder / path.name)
@@ -60,8 +80,25 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             held = conn.execute("SELECT count(*) FROM binance_candle").fetchone()[0]
             hours = conn.execute("SELECT count(*) FROM binance_candle_1h").fetchone()[0]
+            trades = conn.execute("SELECT count(*) FROM symbol_data").fetchone()[0]
+            per_trade = conn.execute(
+                "SELECT sum(pg_total_relation_size(inhrelid))::float / %s FROM pg_inherits"
+                " WHERE inhparent = 'symbol_data'::regclass",
+                (trades,),
+            ).fetchone()[0]
         assert held == args.rows // 10 * 10, held
+        assert trades == args.rows, trades
         print(f"binance_candle still holds {held:,} rows; {hours:,} hourly rollup rows")
+        print(f"symbol_data still holds {trades:,} trades; bytes per trade after: {per_trade:.0f}")
+        # Retention's cost: dropping the month that holds all of them.
+        later = datetime.now(UTC) + timedelta(days=400)
+        with psycopg.connect(url) as conn:
+            for table in ("binance_candle", "symbol_data"):
+                started = time.perf_counter()
+                dropped = partitions.prune(conn, table, timedelta(days=1), later)
+                conn.commit()
+                took = time.perf_counter() - started
+                print(f"retention dropped {dropped} ({args.rows:,} rows) in {took * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -67,21 +67,25 @@ def cmd_prune(args) -> int:
     import psycopg
 
     from relay import partitions
-    from relay.config import retain_candles_from_env
+    from relay.config import retain_candles_from_env, retain_trades_from_env
     from relay.notify import announce
+    from relay.sources.coinapi.store import TABLE as TRADES
     from relay.sources.registry import MARKETS
 
     env = _environment(database=True)
-    keep = retain_candles_from_env(env)
-    if keep is None:
-        print("nothing to prune: RELAY_RETAIN_CANDLES_1M is not set (everything is kept)")
-        return 0
+    tables = [
+        (source.market.candles, "candles", retain_candles_from_env(env), "RELAY_RETAIN_CANDLES_1M")
+        for source in MARKETS.values()
+    ] + [(TRADES, "trades", retain_trades_from_env(env), "RELAY_RETAIN_TRADES")]
     with psycopg.connect(normalize_database_url(env["DATABASE_URL"])) as conn:
-        for market in (source.market for source in MARKETS.values()):
-            dropped = partitions.prune(conn, market.candles, keep, datetime.now(UTC))
+        for table, concern, keep, variable in tables:
+            if keep is None:
+                print(f"{table}: kept whole ({variable} is not set)")
+                continue
+            dropped = partitions.prune(conn, table, keep, datetime.now(UTC))
             if dropped:
-                announce(conn, "candles")
-            print(f"{market.candles}: dropped {len(dropped)} month(s)" + (
+                announce(conn, concern)
+            print(f"{table}: dropped {len(dropped)} month(s)" + (
                 ": " + ", ".join(dropped) if dropped else ""))  # fmt: skip
     return 0
 
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     history.set_defaults(func=cmd_import_history)
 
     sub.add_parser(
-        "prune", help="drop 1-minute candles older than RELAY_RETAIN_CANDLES_1M (whole months)"
+        "prune", help="drop months of 1-minute candles and trades older than their retention"
     ).set_defaults(func=cmd_prune)
 
     sub.add_parser(

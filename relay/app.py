@@ -113,6 +113,7 @@ def create_app(
         uuidgen=uuidgen,
         concurrency=config.relay_in_concurrency,
         retain_candles_1m=config.retain_candles_1m,
+        retain_trades=config.retain_trades,
     )
     runners = {s.name: s.relay_in.build(config.source(s.name), wiring) for s in SOURCES}
     coins = Coins(pool, cache)

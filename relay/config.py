@@ -38,6 +38,10 @@ def retain_candles_from_env(env: Mapping[str, str]) -> timedelta | None:
     return env_.duration(env, "RELAY_RETAIN_CANDLES_1M", MIN_RETENTION)
 
 
+def retain_trades_from_env(env: Mapping[str, str]) -> timedelta | None:
+    return env_.duration(env, "RELAY_RETAIN_TRADES", MIN_RETENTION)
+
+
 def _default_overdue() -> tuple[tuple[str, int], ...]:
     return tuple((s.name, int(s.overdue_after.total_seconds())) for s in SOURCES)
 
@@ -69,6 +73,8 @@ class Config:
     db_timeout_s: float = 5.0
     # raw 1-minute candles older than this are removed (whole months); None keeps all
     retain_candles_1m: timedelta | None = None
+    # CoinAPI trades older than this are removed (whole months); None keeps all
+    retain_trades: timedelta | None = None
 
     def __post_init__(self):
         check_secrets(self.jwt_secrets)
@@ -122,6 +128,7 @@ class Config:
             db_pool_max=env_.whole(env, "RELAY_DB_POOL_MAX", cls.db_pool_max, 1, 100),
             db_timeout_s=env_.number(env, "RELAY_DB_TIMEOUT", cls.db_timeout_s, 0.1, 60),
             retain_candles_1m=retain_candles_from_env(env),
+            retain_trades=retain_trades_from_env(env),
         )
 
 

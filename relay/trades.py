@@ -13,7 +13,7 @@ from datetime import datetime
 
 from psycopg_pool import ConnectionPool
 
-from relay import caching, db
+from relay import caching, db, partitions
 from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound
 from relay.sources.coinapi import store
@@ -74,6 +74,15 @@ class Trades:
             symbol = store.symbol_pk(conn, symbol_id)
             if symbol is None:
                 return None
+            held = partitions.held_from(conn, store.TABLE)
+            if held is not None and (
+                (start is not None and start < held) or (end is not None and end <= held)
+            ):
+                when = held.strftime("%Y-%m-%dT%H:%M:%SZ")
+                raise NotFound(
+                    f"Not Found: trades before {when} are no longer held (RELAY_RETAIN_TRADES)",
+                    data={"symbol": symbol_id, "held_from": held},
+                )
             rows = store.records(conn, symbol, start=start, end=end, after=after, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]

@@ -17,10 +17,12 @@ from psycopg import sql
 
 from relay import partitions
 from relay.config import Config, ConfigError
-from tests.upstreams import FakeBinance, make_klines
+from tests.upstreams import FakeBinance, FakeCoinAPI, make_klines, make_trades
 
 IN = "/relay-api/v1/relay-in/binance"
 CANDLES = "/relay-api/v1/relay-out/candles"
+RECORDS = "/relay-api/v1/relay-out/records"
+BTC = "BITSTAMP_SPOT_BTC_USD"
 ROOT = Path(__file__).resolve().parent.parent
 # The migration made binance_candle_p_before the partition of everything before the month
 # after the one it ran in (the test database is migrated now): months after it are new.
@@ -33,15 +35,21 @@ NOW = M2 + timedelta(hours=1, seconds=30)
 
 
 def reset_partitions(url: str) -> None:
-    """binance_candle as the migration leaves it: one partition, everything before FIRST_NEW
+    """The tables as the migrations leave them: one partition, everything before FIRST_NEW
     (the session's database is shared: the months a test made or dropped are put back)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        for name, _, _ in partitions.bounds(conn, "binance_candle"):
-            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
-        conn.execute(
-            "CREATE TABLE binance_candle_p_before PARTITION OF binance_candle"
-            " FOR VALUES FROM (MINVALUE) TO (%s)".replace("%s", f"'{FIRST_NEW.isoformat()}'")
-        )
+        for table in ("binance_candle", "symbol_data"):
+            for name, _, _ in partitions.bounds(conn, table):
+                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} PARTITION OF {} FOR VALUES FROM (MINVALUE) TO ({})"
+                ).format(
+                    sql.Identifier(f"{table}_p_before"),
+                    sql.Identifier(table),
+                    sql.Literal(FIRST_NEW),
+                )
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -175,3 +183,36 @@ def test_the_prune_command(database_url, conn):
     assert partition_names(conn) == {"binance_candle_p_before"}
     bad = prune(RELAY_RETAIN_CANDLES_1M="5m")
     assert bad.returncode == 2 and "RELAY_RETAIN_CANDLES_1M" in bad.stderr
+
+
+def test_trade_retention_drops_old_months_and_records_say_what_is_gone(
+    make_app, config, httpserver, conn, in_headers, out_headers
+):
+    coinapi = FakeCoinAPI(httpserver)
+    coinapi.add(BTC, make_trades(OLD, 5) + make_trades(M2 - timedelta(minutes=1), 120, seed=2))
+    keep = NOW - (M1 + timedelta(days=1))
+    app = make_app(
+        config.replace(
+            coinapi_url=httpserver.url_for("/").rstrip("/"),
+            coinapi_backfill_hours=24 * 120,
+            retain_trades=keep,
+        ),
+        now=lambda: NOW,
+    )
+    resp = app.get("/relay-api/v1/relay-in", {"Symbol": "BTC"}, headers=in_headers, status=201)
+
+    assert resp.json["data"]["processed"] == 125
+    assert "symbol_data_p_before" in resp.json["data"]["dropped"]
+    assert conn.execute("SELECT count(*) FROM symbol_data").fetchone()[0] == 120
+    made = {f"symbol_data_p{month:%Y%m}" for month in (M1, M2)}
+    assert {name for name, _, _ in partitions.bounds(conn, "symbol_data")} == made
+
+    def records(status=200, **query):
+        query = {"symbol": "BTC", **{k: iso(v) for k, v in query.items()}}
+        return app.get(RECORDS, query, headers=out_headers, status=status).json
+
+    gone = records(404, start=OLD)
+    assert gone["data"]["held_from"] == iso(M1)
+    assert f"trades before {iso(M1)} are no longer held" in gone["message"]
+    assert records(404, end=OLD + timedelta(hours=1))["data"]["held_from"] == iso(M1)
+    assert len(records(start=M2 - timedelta(minutes=1))["data"]["records"]) == 100

@@ -45,6 +45,7 @@ class Wiring:
     uuidgen: Callable[[], uuid.UUID]
     concurrency: int = 1  # symbols a relay-in works on at once
     retain_candles_1m: timedelta | None = None  # older raw minutes are removed
+    retain_trades: timedelta | None = None  # older trades are removed
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,6 +124,11 @@ class TradePage:
         return [self.keys[i] for i in chosen], [self.lines[i] for i in chosen]
 
     @property
+    def since(self) -> datetime:
+        """The oldest time_exchange in the page (the page must not be empty)."""
+        return datetime.fromisoformat(min(self.keys)).replace(tzinfo=UTC)
+
+    @property
     def upto(self) -> datetime:
         """The newest time_exchange in the page (the page must not be empty)."""
         return datetime.fromisoformat(max(self.keys)).replace(tzinfo=UTC)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from psycopg_pool import ConnectionPool
 
+from relay import db, partitions
 from relay.ingest import PagedRelayIn
+from relay.notify import announce
 from relay.sources.coinapi import store as trade_store
 from relay.sources.coinapi.client import NAME as COINAPI
 from relay.sources.coinapi.client import CoinAPISource, resolve_symbol
@@ -34,15 +36,45 @@ class CoinAPIRelayIn(PagedRelayIn):
             symbol_template=settings.symbol_template,
         )
 
-    def __init__(self, pool: ConnectionPool, source: CoinAPISource, *, symbol_template: str, **kw):
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        source: CoinAPISource,
+        *,
+        symbol_template: str,
+        retain: timedelta | None = None,
+        **kw,
+    ):
         super().__init__(pool, source, **kw)
         self.symbol_template = symbol_template
+        self.retain = retain  # trades older than this are dropped (a month at a time)
+        self.partitions = partitions.Partitions(pool, trade_store.TABLE)
+
+    @classmethod
+    def wired(cls, wiring, source, **extra):
+        return super().wired(wiring, source, retain=wiring.retain_trades, **extra)
+
+    def prepare(self, page) -> None:
+        if len(page):
+            self.partitions.ensure(page.since, page.upto)
+
+    def finish_run(self, caught_up, deadline: float, result) -> None:
+        """Drop the months of trades retention no longer keeps."""
+        if self.retain is None:
+            return
+        with db.connection(self.pool) as conn:
+            dropped = partitions.prune(conn, trade_store.TABLE, self.retain, self.now())
+            if dropped:
+                announce(conn, self.concern)
+        if dropped:
+            result.details["dropped"] = dropped
 
     def resolve(self, symbol: str | None) -> str:
         return resolve_symbol(symbol, self.symbol_template)
 
     def resume_point(self, conn, symbol: str) -> datetime | None:
-        # Trades at that very instant come again and are skipped by uuid.
+        # Trades at that very instant come again and are skipped: a trade is
+        # (symbol, time_exchange, uuid).
         return trade_store.newest_time(conn, symbol)
 
     def fetch_page(self, symbol: str, start: datetime, deadline: float):

@@ -18,6 +18,7 @@ _MIN_TIME = "-infinity"
 _MAX_TIME = "infinity"
 _MAX_UUID = uuid.UUID(int=(1 << 128) - 1)
 
+TABLE = "symbol_data"  # partitioned by month of time_exchange (relay.partitions)
 SYMBOL_ID = "SELECT id FROM symbol WHERE symbol_id = %(symbol_id)s"
 
 ENSURE_SYMBOL = """
@@ -53,7 +54,7 @@ MERGE_STAGE = """
     SELECT uuid, (SELECT id FROM symbol WHERE symbol_id = %(symbol_id)s),
            time_exchange, time_coinapi, price, size, taker_side
     FROM trade_stage
-    ON CONFLICT (uuid) DO NOTHING
+    ON CONFLICT (symbol, time_exchange, uuid) DO NOTHING
 """
 
 RECORDS = """
