@@ -330,6 +330,7 @@ class CandleRelayIn(PagedRelayIn):
                 if dropped:
                     announce(conn, CONCERN)
             if dropped:
+                self.partitions.forget()
                 result.details["dropped"] = dropped
 
     def _tickers(self, caught_up: Sequence[str], deadline: float, result) -> None:

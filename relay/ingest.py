@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,12 @@ from relay.errors import BadRequest, RelayError, UpstreamError
 from relay.sources.http import OutOfTime
 
 log = logging.getLogger(__name__)
+_LAST = object()  # the walk of a symbol's pages reached the upstream's newest
+
+
+def _ends(item) -> bool:
+    """Whether a walk's item is its end (the newest reached, or why it stopped)."""
+    return item is _LAST or isinstance(item, BaseException)
 
 
 def utcnow() -> datetime:
@@ -100,6 +107,8 @@ class PagedRelayIn:
     name: str  # the route segment: /relay-in/{name}
     upstream: str  # how messages name the upstream
     takes_symbols = True
+    retain: timedelta | None = None  # rows older than this are dropped by retention
+    PAGES_AHEAD = 3  # pages fetched ahead of the store at most (memory: per symbol at work)
 
     def __init__(
         self,
@@ -268,34 +277,73 @@ class PagedRelayIn:
         start = stored_upto = resume
         if start is None:
             start = self.now() - self.backfill
+            if self.retain is not None:  # what retention would drop at the run's end
+                start = max(start, self.now() - self.retain)
         if self.clock() >= deadline:
             raise OutOfTime()
-        # One page is fetched and parsed ahead while the previous one is stored, so
-        # upstream HTTP and parsing overlap the COPY instead of waiting for it.
+        # Pages are fetched and parsed in order on a helper thread, up to PAGES_AHEAD ahead
+        # of the store, so upstream HTTP and parsing overlap the COPY; whatever pages are
+        # ready when the store is free go in one transaction (each still whole), so a store
+        # slower than the upstream pays its per-transaction costs less often.
+        ready: queue.Queue = queue.Queue(maxsize=self.PAGES_AHEAD)
+        quit = threading.Event()
+
+        def hand(item) -> None:
+            while not quit.is_set():
+                with contextlib.suppress(queue.Full):
+                    ready.put(item, timeout=0.05)
+                    return
+
+        def walk() -> None:
+            at = start
+            try:
+                while not quit.is_set():
+                    page = self.fetch_page(symbol, at, deadline)
+                    following = None if self.is_last_page(page) else self.next_start(page)
+                    hand(page)
+                    if following is None:
+                        return hand(_LAST)
+                    if following <= at:
+                        # A full page that does not move forward would be fetched forever.
+                        return hand(
+                            UpstreamError(
+                                f"Bad Gateway: {self.upstream} page for {symbol} did not "
+                                f"advance past {at.isoformat()}",
+                                data={"symbol": symbol},
+                            )
+                        )
+                    if self.clock() >= deadline:
+                        return hand(OutOfTime())
+                    at = following
+            except BaseException as exc:
+                hand(exc)
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-ahead") as ahead:
-            page = self.fetch_page(symbol, start, deadline)
-            while True:
-                following = None if self.is_last_page(page) else self.next_start(page)
-                stalled = following is not None and following <= start
-                pending = None
-                if following is not None and not stalled and self.clock() < deadline:
-                    pending = ahead.submit(self.fetch_page, symbol, following, deadline)
-                self.prepare(page)
-                with storing(self.pool, self.upstream) as conn:
-                    result.add(symbol, self.store_page(conn, symbol, page, stored_upto))
-                if page:
-                    upto = self.page_upto(page)
-                    stored_upto = upto if stored_upto is None else max(stored_upto, upto)
-                if following is None:
-                    break
-                if stalled:
-                    # A full page that does not move forward would be fetched forever.
-                    raise UpstreamError(
-                        f"Bad Gateway: {self.upstream} page for {symbol} did not advance "
-                        f"past {start.isoformat()}",
-                        data={"symbol": symbol},
-                    )
-                if pending is None:
-                    raise OutOfTime()
-                page, start = pending.result(), following
+            ahead.submit(walk)
+            try:
+                while True:
+                    items = [ready.get()]
+                    while len(items) < self.PAGES_AHEAD and not _ends(items[-1]):
+                        try:
+                            items.append(ready.get_nowait())
+                        except queue.Empty:
+                            break
+                    pages = [item for item in items if not _ends(item)]
+                    if pages:
+                        for page in pages:
+                            self.prepare(page)
+                        with storing(self.pool, self.upstream) as conn:
+                            for page in pages:
+                                result.add(symbol, self.store_page(conn, symbol, page, stored_upto))
+                                if page:
+                                    upto = self.page_upto(page)
+                                    stored_upto = (
+                                        upto if stored_upto is None else max(stored_upto, upto)
+                                    )
+                    if items[-1] is _LAST:
+                        break
+                    if isinstance(items[-1], BaseException):
+                        raise items[-1]
+            finally:
+                quit.set()
         result.add(symbol, self.finish_symbol(symbol, deadline))

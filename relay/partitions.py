@@ -119,10 +119,14 @@ class Partitions:
                     )
                     parts.append((name, month, next_month(month)))
                     log.info("partition %s created", name)
-            # Months before this one may be dropped by retention in any process: those
-            # are checked against the catalogue every time.
-            current = month_start(datetime.now(UTC))
-            self._known.update(month for month in wanted if month >= current)
+            # Known from now on. Retention drops only months wholly before its cutoff, and
+            # a relay-in with retention never fetches before it (PagedRelayIn.retain):
+            # what this process drops itself, it forgets (forget()).
+            self._known.update(wanted)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._known.clear()
 
 
 def prune(conn: psycopg.Connection, table: str, keep: timedelta, now: datetime) -> list[str]:

@@ -384,6 +384,9 @@ def test_a_symbol_another_run_holds_is_409_naming_it_and_the_run_takes_no_lock(
         # the seven it could take were let go with the refusal
         assert conn.execute(advisory, (other.info.backend_pid,)).fetchone()[0] == 0
         assert binance.requests == []
+        # let go before closing: a closed session's locks are freed when its backend exits,
+        # which may be a moment after close() returns
+        other.execute("SELECT pg_advisory_unlock_all()")
     resp = app.post_json(IN, {"symbols": SYMBOLS}, headers=in_headers, status=201)
     assert resp.json["data"]["processed"] == 16
 

@@ -76,8 +76,8 @@ def binance(httpserver):
     return fake
 
 
-def relay_in(make_app, config, in_headers, **changes):
-    app = make_app(config.replace(binance_backfill_hours=24 * 120, **changes), now=lambda: NOW)
+def relay_in(make_app, config, in_headers, now=NOW, **changes):
+    app = make_app(config.replace(binance_backfill_hours=24 * 120, **changes), now=lambda: now)
     return app, app.post_json(IN, {"symbols": ["ADAUSDT"]}, headers=in_headers, status=201)
 
 
@@ -105,15 +105,18 @@ def test_the_ingest_makes_the_months_it_reaches(make_app, config, binance, conn,
 def test_retention_drops_whole_old_months_and_reads_say_what_is_gone(
     make_app, config, binance, conn, in_headers, out_headers
 ):
-    keep = NOW - (M1 + timedelta(days=1))  # about a month, whatever the months' lengths
-    app, resp = relay_in(make_app, config, in_headers, retain_candles_1m=keep)
+    relay_in(make_app, config, in_headers)  # everything held, then retention is set
+    binance.add("ADAUSDT", make_klines(M2 + timedelta(hours=1), 1, seed=4))
+    later = NOW + timedelta(minutes=1)
+    keep = later - (M1 + timedelta(days=1))  # about a month, whatever the months' lengths
+    app, resp = relay_in(make_app, config, in_headers, now=later, retain_candles_1m=keep)
 
     # the cutoff, NOW - keep, lies inside M1: every month ending before it is dropped whole
     assert sorted(resp.json["data"]["dropped"]) == sorted(
         ["binance_candle_p_before", f"binance_candle_p{FIRST_NEW:%Y%m}"]
     )
     assert partition_names(conn) == {f"binance_candle_p{M1:%Y%m}", f"binance_candle_p{M2:%Y%m}"}
-    assert conn.execute("SELECT count(*) FROM binance_candle").fetchone()[0] == 120
+    assert conn.execute("SELECT count(*) FROM binance_candle").fetchone()[0] == 121
     assert conn.execute("SELECT held_from FROM retention").fetchone()[0] == M1
 
     def candles(interval, start, end, status=200):
@@ -135,10 +138,18 @@ def test_retention_drops_whole_old_months_and_reads_say_what_is_gone(
         assert gone["data"]["held_from"] == iso(M1), interval
         assert f"before {iso(M1)} are no longer held" in gone["message"]
     # what is held is served as before
-    assert (
-        len(candles("1m", M2 - timedelta(hours=1), M2 + timedelta(hours=1))["data"]["candles"])
-        == 120
-    )
+    held = candles("1m", M2 - timedelta(hours=1), M2 + timedelta(hours=1))["data"]["candles"]
+    assert len(held) == 120
+
+
+def test_a_relay_in_with_retention_fetches_nothing_it_would_drop(
+    make_app, config, binance, conn, in_headers
+):
+    keep = NOW - (M1 + timedelta(days=1))
+    _, resp = relay_in(make_app, config, in_headers, retain_candles_1m=keep)
+    assert resp.json["data"]["processed"] == 120  # not the 30 old minutes
+    asked = [int(r["startTime"]) for r in binance.requests if r["path"] == "/api/v3/klines"]
+    assert min(asked) == int((NOW - keep).timestamp() * 1000)
 
 
 def test_without_retention_nothing_is_dropped(make_app, config, binance, conn, in_headers):
@@ -190,20 +201,28 @@ def test_trade_retention_drops_old_months_and_records_say_what_is_gone(
 ):
     coinapi = FakeCoinAPI(httpserver)
     coinapi.add(BTC, make_trades(OLD, 5) + make_trades(M2 - timedelta(minutes=1), 120, seed=2))
-    keep = NOW - (M1 + timedelta(days=1))
-    app = make_app(
-        config.replace(
-            coinapi_url=httpserver.url_for("/").rstrip("/"),
-            coinapi_backfill_hours=24 * 120,
-            retain_trades=keep,
-        ),
-        now=lambda: NOW,
-    )
-    resp = app.get("/relay-api/v1/relay-in", {"Symbol": "BTC"}, headers=in_headers, status=201)
+    later = NOW + timedelta(minutes=5)
+    keep = later - (M1 + timedelta(days=1))
 
-    assert resp.json["data"]["processed"] == 125
+    def relay_in_trades(now, **changes):
+        app = make_app(
+            config.replace(
+                coinapi_url=httpserver.url_for("/").rstrip("/"),
+                coinapi_backfill_hours=24 * 120,
+                **changes,
+            ),
+            now=lambda: now,
+        )
+        query = {"Symbol": "BTC"}
+        return app, app.get("/relay-api/v1/relay-in", query, headers=in_headers, status=201)
+
+    _, first = relay_in_trades(NOW)  # everything held, then retention is set
+    assert first.json["data"]["processed"] == 125
+    coinapi.add(BTC, make_trades(NOW + timedelta(minutes=1), 1, seed=3))
+    app, resp = relay_in_trades(later, retain_trades=keep)
+
     assert "symbol_data_p_before" in resp.json["data"]["dropped"]
-    assert conn.execute("SELECT count(*) FROM symbol_data").fetchone()[0] == 120
+    assert conn.execute("SELECT count(*) FROM symbol_data").fetchone()[0] == 121
     made = {f"symbol_data_p{month:%Y%m}" for month in (M1, M2)}
     assert {name for name, _, _ in partitions.bounds(conn, "symbol_data")} == made
 

@@ -67,6 +67,7 @@ class CoinAPIRelayIn(PagedRelayIn):
             if dropped:
                 announce(conn, self.concern)
         if dropped:
+            self.partitions.forget()
             result.details["dropped"] = dropped
 
     def resolve(self, symbol: str | None) -> str:
