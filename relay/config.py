@@ -58,6 +58,8 @@ class Config:
     db_pool_min: int = 1
     db_pool_max: int = 4
     db_timeout_s: float = 5.0
+    # a read replica (a Heroku follower) for relay-out reads; None: the primary serves them
+    replica_url: str | None = None
 
     def __post_init__(self):
         check_secrets(self.jwt_secrets)
@@ -110,6 +112,7 @@ class Config:
             db_pool_min=env_.whole(env, "RELAY_DB_POOL_MIN", cls.db_pool_min, 0, 100),
             db_pool_max=env_.whole(env, "RELAY_DB_POOL_MAX", cls.db_pool_max, 1, 100),
             db_timeout_s=env_.number(env, "RELAY_DB_TIMEOUT", cls.db_timeout_s, 0.1, 60),
+            replica_url=_optional_database_url(env, "DATABASE_REPLICA_URL"),
         )
 
 
@@ -187,6 +190,11 @@ def _host(env: Mapping[str, str], name: str, default: str) -> str:
         return str(ipaddress.ip_address(raw))
     except ValueError:
         raise ConfigError(f"{name} must be an IP address such as 127.0.0.1, got {raw!r}") from None
+
+
+def _optional_database_url(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return normalize_database_url(value) if value else None
 
 
 def normalize_database_url(url: str) -> str:
