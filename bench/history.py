@@ -30,6 +30,7 @@ from relay import db, markets, rollups
 from relay.app import create_app
 from relay.changes import Changes
 from relay.config import Config
+from relay.reads import Reads
 from relay.sources.binance import MARKET
 
 SYMBOL = "HISTUSDT"
@@ -95,7 +96,7 @@ def measure(url: str, years: float = 2, calls: int = 30) -> dict:
             start = every.floor(every.back(end, 500))
 
             def served(name=name):
-                return markets.resample(pool, MARKET, SYMBOL, name, None, None)
+                return markets.resample(Reads(pool), MARKET, SYMBOL, name, None, None)
 
             def from_minutes(start=start, every=every):
                 with db.connection(pool) as conn:

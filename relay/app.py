@@ -31,6 +31,7 @@ from relay.middleware import (
     RequestIdMiddleware,
 )
 from relay.observe import Metrics, MetricsResource, ObserveMiddleware, configure_logging
+from relay.reads import Reads, make_replica_pool
 from relay.resources import docs, web
 from relay.resources.coins import DashboardResource, LogoResource, SearchResource
 from relay.resources.docs import DocsResource
@@ -63,6 +64,7 @@ class App(falcon.App):
     """
 
     answer_cache: AnswerCache | None = None  # this worker's, for operators and tests
+    reads: Reads | None = None  # where relay-out reads go (the replica or the primary)
 
     def add_route(self, uri_template: str, resource: object, **kwargs) -> None:
         suffix = kwargs.get("suffix")
@@ -85,11 +87,14 @@ def create_app(
     uuidgen: Callable[[], uuid.UUID] = uuid.uuid4,
     changes: Changes | None = None,
     metrics: Metrics | None = None,
+    replica: ConnectionPool | None = None,
 ) -> falcon.App:
     """Wire the app from its dependencies; opens nothing, reads no environment.
 
     With ``changes`` (a started listener) answers are cached until the data
-    they come from changes; without it every answer is read afresh.
+    they come from changes; without it every answer is read afresh. With
+    ``replica`` (a pool on a read replica, reads.make_replica_pool) relay-out
+    reads go to it whenever it has replayed what ``changes`` has heard of.
     """
     cache = AnswerCache(
         changes if config.answer_cache else None, max_bytes=config.answer_cache_mb << 20
@@ -116,8 +121,9 @@ def create_app(
         retain_trades=config.retain_trades,
     )
     runners = {s.name: s.relay_in.build(config.source(s.name), wiring) for s in SOURCES}
-    coins = Coins(pool, cache)
-    fx = FX(pool, now, cache)
+    reads = Reads(pool, replica, changes)
+    coins = Coins(reads, cache)
+    fx = FX(reads, now, cache)
 
     middleware: list = [
         RequestIdMiddleware(),
@@ -140,12 +146,13 @@ def create_app(
     ]
     app = App(middleware=middleware)
     app.answer_cache = cache
+    app.reads = reads
     media.install(app)
     errors.install(app)
 
     ledger = Ledger(pool, now, changes, metrics)
     overdue_after = {source: timedelta(seconds=s) for source, s in config.overdue_after_s}
-    app.add_route("/health", HealthResource(pool, ledger, overdue_after))
+    app.add_route("/health", HealthResource(pool, ledger, overdue_after, reads))
     app.add_route("/openapi.json", OpenAPIResource())
     app.add_route("/metrics", MetricsResource(metrics, pool))
     app.add_route("/docs", DocsResource())
@@ -158,10 +165,10 @@ def create_app(
     for runner in runners.values():
         app.add_route(f"{API}/relay-in/{runner.name}", SourceRelayInResource(ledger, runner))
     template = config.source("coinapi").symbol_template
-    records = RecordsResource(Trades(pool, cache), template)
+    records = RecordsResource(Trades(reads, cache), template)
     app.add_route(f"{API}/relay-out", records)
     app.add_route(f"{API}/relay-out/records", records)
-    market_answers = Markets(pool, cache, {name: s.market for name, s in MARKETS.items()})
+    market_answers = Markets(reads, cache, {name: s.market for name, s in MARKETS.items()})
     app.add_route(f"{API}/relay-out/symbols", SymbolsResource(market_answers))
     app.add_route(f"{API}/relay-out/price", PriceResource(market_answers))
     app.add_route(f"{API}/relay-out/profit", ProfitResource(market_answers))
@@ -188,10 +195,21 @@ def get_app() -> falcon.App:
     # Connections are made in the background: a database that is down at
     # start makes requests answer 503 until it is back, not the worker crash.
     pool.open(wait=False)
+    replica = None
+    if config.replica_url:
+        # A short wait: a replica that cannot lend a connection soon is passed over for
+        # the primary (and probed in the background), not waited on by every request.
+        replica = make_replica_pool(
+            config.replica_url,
+            min_size=config.db_pool_min,
+            max_size=config.db_pool_max,
+            timeout=min(1.0, config.db_timeout_s),
+        )
+        replica.open(wait=False)
     # The listener both keeps revocations current and validates cached answers;
     # RELAY_ANSWER_CACHE=off keeps the first and drops the second (for measuring).
     changes = Changes(config.database_url).start()
-    return create_app(config, pool, changes=changes)
+    return create_app(config, pool, changes=changes, replica=replica)
 
 
 _app: falcon.App | None = None

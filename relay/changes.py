@@ -5,7 +5,9 @@ Every transaction that writes relayed data sends ``NOTIFY relay_changes,
 process). Each worker keeps one listening connection in a thread and a
 generation number per concern; answers computed under a generation are
 served from memory until it moves. Revocations travel the same way and keep
-an in-memory set of revoked token ids current.
+an in-memory set of revoked token ids current. With each generation goes a WAL
+position of the primary past the change, so that reads may go to a replica that
+has replayed it (relay.reads).
 
 While the listener is not connected and caught up, nothing is cached and
 revocations are read from the database on every request, so a lost
@@ -27,7 +29,7 @@ from typing import Any
 import psycopg
 
 from relay import media
-from relay.notify import CHANNEL, REVOKED
+from relay.notify import CHANNEL, REVOKED, wal_position
 from relay.sources.registry import CONCERNS
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,9 @@ class Changes:
         self._clock = clock
         self._lock = threading.Lock()
         self._generation = dict.fromkeys((*CONCERNS, REVOKED), 0)
+        # per concern, a primary WAL position past every change of it heard of; always
+        # moved before the generation, so a reader that sees a generation sees its position
+        self._wal = dict.fromkeys(self._generation, 0)
         self._revoked: frozenset[str] = frozenset()
         self._connected = False
         self._heard_at = float("-inf")  # when the last answered heartbeat was sent
@@ -91,12 +96,25 @@ class Changes:
             return None
         return self._generation[concern]
 
+    def wal_position(self, concern: str) -> int | None:
+        """A primary WAL position past every change of ``concern`` heard of, or None while
+        changes cannot be trusted. A replica that has replayed up to it answers as fresh
+        as this worker knows the data to be; read it after ``generation``.
+        """
+        if not self.live:
+            return None
+        return self._wal[concern]
+
     def revoked(self) -> frozenset[str] | None:
         return self._revoked if self.live else None
 
-    def touch(self, concern: str) -> None:
-        """Move a generation at once (the writing worker need not wait for its own NOTIFY)."""
+    def touch(self, concern: str, wal: int = 0) -> None:
+        """Move a generation at once (the writing worker need not wait for its own NOTIFY).
+
+        ``wal``: the primary's WAL position after the write committed (notify.wal_position).
+        """
         with self._lock:
+            self._wal[concern] = max(self._wal[concern], wal)
             self._generation[concern] += 1
 
     # -- the listener --------------------------------------------------------------------
@@ -167,8 +185,10 @@ class Changes:
             conn.execute(f"LISTEN {CHANNEL}")
             # Anything may have changed while we were not listening.
             self._reload_revoked(conn)
+            wal = wal_position(conn)
         with self._lock:
             for concern in self._generation:
+                self._wal[concern] = max(self._wal[concern], wal)
                 self._generation[concern] += 1
         self._heard(conn, asked)
         self._connected = True
@@ -207,10 +227,16 @@ class Changes:
     def _apply(self, conn: psycopg.Connection, notes: list) -> None:
         if any(note.payload == REVOKED for note in notes):
             self._reload_revoked(conn)
+        changed = {note.payload for note in notes} & self._generation.keys()
+        if not changed:
+            return
+        # Asked after the notifications arrived, so after their commits: past them.
+        with self._awaiting(self._clock()):
+            wal = wal_position(conn)
         with self._lock:
-            for note in notes:
-                if note.payload in self._generation:
-                    self._generation[note.payload] += 1
+            for concern in changed:
+                self._wal[concern] = max(self._wal[concern], wal)
+                self._generation[concern] += 1
 
     def _reload_revoked(self, conn: psycopg.Connection) -> None:
         with self._awaiting(self._clock()):

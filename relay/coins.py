@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from datetime import date
 from urllib.parse import quote
 
-from psycopg_pool import ConnectionPool
-
-from relay import caching, db
+from relay import caching
 from relay.changes import AnswerCache
 from relay.errors import NotFound
+from relay.reads import Reads
 from relay.sources.cmc import store as coin_store
 
 SEARCH_LIMIT = 20
@@ -41,8 +40,8 @@ class Coins:
 
     CONCERN = "coins"
 
-    def __init__(self, pool: ConnectionPool, cache: AnswerCache):
-        self.pool = pool
+    def __init__(self, reads: Reads, cache: AnswerCache):
+        self._reads = reads
         self._cache = cache
 
     def dashboard_page(
@@ -80,7 +79,7 @@ class Coins:
 
         Arguments as dashboard_page's.
         """
-        with db.connection(self.pool) as conn:
+        with self._reads.connection(self.CONCERN) as conn:
             day = day or coin_store.latest_day(conn)
             if day is None:
                 return None
@@ -94,14 +93,14 @@ class Coins:
         return {"date": day, "total": total, "rows": rows}
 
     def _search(self, text: str) -> list[dict]:
-        with db.connection(self.pool) as conn:
+        with self._reads.connection(self.CONCERN) as conn:
             hits = coin_store.search(conn, text, SEARCH_LIMIT)
         for hit in hits:
             hit["logo"] = logo_url(hit["symbol"], hit.pop("has_logo"))
         return hits
 
     def logo(self, symbol: str) -> tuple[str, bytes, bytes]:
-        with db.connection(self.pool) as conn:
+        with self._reads.connection(self.CONCERN) as conn:
             found = coin_store.logo_by_symbol(conn, symbol)
         if found is None:
             raise NotFound(f"Not Found: no logo for {symbol}")

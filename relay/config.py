@@ -75,6 +75,8 @@ class Config:
     retain_candles_1m: timedelta | None = None
     # CoinAPI trades older than this are removed (whole months); None keeps all
     retain_trades: timedelta | None = None
+    # a read replica (a Heroku follower) for relay-out reads; None: the primary serves them
+    replica_url: str | None = None
 
     def __post_init__(self):
         check_secrets(self.jwt_secrets)
@@ -129,6 +131,7 @@ class Config:
             db_timeout_s=env_.number(env, "RELAY_DB_TIMEOUT", cls.db_timeout_s, 0.1, 60),
             retain_candles_1m=retain_candles_from_env(env),
             retain_trades=retain_trades_from_env(env),
+            replica_url=_optional_database_url(env, "DATABASE_REPLICA_URL"),
         )
 
 
@@ -206,6 +209,11 @@ def _host(env: Mapping[str, str], name: str, default: str) -> str:
         return str(ipaddress.ip_address(raw))
     except ValueError:
         raise ConfigError(f"{name} must be an IP address such as 127.0.0.1, got {raw!r}") from None
+
+
+def _optional_database_url(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return normalize_database_url(value) if value else None
 
 
 def normalize_database_url(url: str) -> str:

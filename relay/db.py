@@ -22,21 +22,29 @@ def make_pool(
     max_size: int = 4,
     timeout: float = 5.0,
     open: bool = False,
+    name: str = "relay",
+    application_name: str | None = None,
+    check: Callable[[psycopg.Connection], None] | None = ConnectionPool.check_connection,
 ) -> ConnectionPool:
     """Build a pool; open it after gunicorn forks, never at import.
 
     ``timeout`` bounds both waiting for a free connection and connecting,
     so an unreachable database answers 503 quickly instead of hanging.
+    ``application_name`` names the connections in the server's pg_stat_activity;
+    ``check`` runs on each connection as it is lent (and fails it when it is dead).
     """
+    kwargs: dict[str, Any] = {"connect_timeout": max(1, int(timeout)), "autocommit": False}
+    if application_name is not None:
+        kwargs["application_name"] = application_name
     return ConnectionPool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
-        kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": False},
-        check=ConnectionPool.check_connection,
+        kwargs=kwargs,
+        check=check,
         open=open,
-        name="relay",
+        name=name,
     )
 
 

@@ -8,13 +8,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from psycopg_pool import ConnectionPool
-
-from relay import db
 from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound
+from relay.reads import Reads
 from relay.sources.ecb import store as rate_store
 
+CONCERN = "rates"  # what the ECB relay-in announces
 FIRST_PUBLISHED = date(1999, 1, 4)
 MAX_SERIES_DAYS = 366
 # Cross rates: 10 significant digits; conversion results: 6 decimal places;
@@ -51,11 +50,11 @@ class FX:
 
     def __init__(
         self,
-        pool: ConnectionPool,
+        reads: Reads,
         now: Callable[[], datetime],
         cache: AnswerCache | None = None,
     ):
-        self.pool = pool
+        self._reads = reads
         self.now = now
         self.cache = cache or AnswerCache(None)
 
@@ -91,7 +90,7 @@ class FX:
 
     def _published(self, on: date | None, currencies: tuple[str, ...]) -> tuple:
         """The day a date means, its rates per EUR (EUR included), and the newest day."""
-        with db.connection(self.pool) as conn:
+        with self._reads.connection(CONCERN) as conn:
             day = self._day(conn, on)
             published = {"EUR": Decimal(1), **rate_store.rates_on(conn, day)}
             self._require(conn, published, currencies, day)
@@ -99,7 +98,7 @@ class FX:
 
     def _cached_published(self, on: date | None, currencies: tuple[str, ...]) -> tuple:
         return self.cache.get(
-            "rates", ("published", on, currencies), lambda: self._published(on, currencies)
+            CONCERN, ("published", on, currencies), lambda: self._published(on, currencies)
         )
 
     def rates(self, on: date | None, base: str, symbols: Sequence[str] | None) -> tuple[dict, str]:
@@ -118,13 +117,13 @@ class FX:
         if end is not None:
             self._check_date(end, "end")
         key = ("series", start, end, base, tuple(symbols or ()))
-        data, newest = self.cache.get("rates", key, lambda: self._series(start, end, base, symbols))
+        data, newest = self.cache.get(CONCERN, key, lambda: self._series(start, end, base, symbols))
         return data, self.cache_policy(end, newest)
 
     def _series(
         self, start: date, end: date | None, base: str, symbols: Sequence[str] | None
     ) -> tuple[dict, date]:
-        with db.connection(self.pool) as conn:
+        with self._reads.connection(CONCERN) as conn:
             newest = rate_store.newest_day(conn)
             if newest is None:
                 raise NotFound("Not Found: no rates stored")

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from psycopg_pool import ConnectionPool
-
-from relay import caching, candles, db, params, partitions, rollups
+from relay import caching, candles, params, partitions, rollups
 from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound, Unprocessable
+from relay.reads import Reads
 from relay.sources.source import Market
 
 DAY = timedelta(hours=24)
@@ -100,8 +99,8 @@ def interval_pattern(name: str) -> str:
 class Markets:
     """The market answers of every exchange, each serialized once and cached."""
 
-    def __init__(self, pool: ConnectionPool, cache: AnswerCache, markets: Mapping[str, Market]):
-        self._pool = pool
+    def __init__(self, reads: Reads, cache: AnswerCache, markets: Mapping[str, Market]):
+        self._reads = reads
         self._cache = cache
         self.markets = dict(markets)
 
@@ -110,20 +109,20 @@ class Markets:
 
     def symbols(self, exchange: str) -> bytes:
         return self._answer(
-            ("symbols", exchange), lambda: symbols(self._pool, self.markets[exchange])
+            ("symbols", exchange), lambda: symbols(self._reads, self.markets[exchange])
         )
 
     def price(self, exchange: str, symbol: str) -> bytes:
         return self._answer(
             ("price", exchange, symbol),
-            lambda: latest_price(self._pool, self.markets[exchange], symbol),
+            lambda: latest_price(self._reads, self.markets[exchange], symbol),
         )
 
     def profit(self, exchange: str, symbol: str, value: Decimal) -> bytes:
         # str: 1000 and 1000.0 are equal Decimals, but the answer echoes the digits given
         return self._answer(
             ("profit", exchange, symbol, str(value)),
-            lambda: profit(self._pool, self.markets[exchange], symbol, value),
+            lambda: profit(self._reads, self.markets[exchange], symbol, value),
         )
 
     def candles(
@@ -137,7 +136,7 @@ class Markets:
         market = self.markets[exchange]
         return self._answer(
             ("candles", exchange, symbol, interval, start, end),
-            lambda: resample(self._pool, market, symbol, interval, start, end),
+            lambda: resample(self._reads, market, symbol, interval, start, end),
         )
 
 
@@ -145,14 +144,14 @@ def _not_found(symbol: str) -> NotFound:
     return NotFound(f"Not Found: no data for symbol {symbol}")
 
 
-def symbols(pool: ConnectionPool, market: Market) -> dict:
+def symbols(reads: Reads, market: Market) -> dict:
     """The symbols we hold candles for: those price, profit and candles answer."""
-    with db.connection(pool) as conn:
+    with reads.connection(candles.CONCERN) as conn:
         return {"symbols": candles.symbols(conn, market)}
 
 
-def latest_price(pool: ConnectionPool, market: Market, symbol: str) -> dict:
-    with db.connection(pool) as conn:
+def latest_price(reads: Reads, market: Market, symbol: str) -> dict:
+    with reads.connection(candles.CONCERN) as conn:
         row = candles.latest_price(conn, market, symbol)
     if row is None:
         raise _not_found(symbol)
@@ -160,13 +159,13 @@ def latest_price(pool: ConnectionPool, market: Market, symbol: str) -> dict:
     return {"symbol": symbol, "price": price, "as_of": as_of}
 
 
-def profit(pool: ConnectionPool, market: Market, symbol: str, value: Decimal) -> dict:
+def profit(reads: Reads, market: Market, symbol: str, value: Decimal) -> dict:
     """What ``value`` (quote currency) bought 24 hours before the latest price is worth now.
 
     price_then is the close of the last 1-minute candle that opened at or
     before ``as_of - 24h``; final_value = value x price_now / price_then.
     """
-    with db.connection(pool) as conn:
+    with reads.connection(candles.CONCERN) as conn:
         latest = candles.latest_price(conn, market, symbol)
         if latest is None:
             raise _not_found(symbol)
@@ -202,7 +201,7 @@ def profit(pool: ConnectionPool, market: Market, symbol: str, value: Decimal) ->
 
 
 def resample(
-    pool: ConnectionPool,
+    reads: Reads,
     market: Market,
     symbol: str,
     interval: str,
@@ -221,7 +220,7 @@ def resample(
     the exchanges align theirs (Interval); a bucket with no data is absent.
     """
     every = INTERVALS[interval]
-    with db.connection(pool) as conn:
+    with reads.connection(candles.CONCERN) as conn:
         newest = candles.newest_open_time(conn, market, symbol)
         if newest is None:
             raise _not_found(symbol)

@@ -181,7 +181,17 @@ SCHEMAS = {
                         }
                     ),
                 },
-            }
+                # only with DATABASE_REPLICA_URL; lag_bytes while it answers, else reason
+                "replica": obj(
+                    {
+                        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                        "lag_bytes": {"type": "integer"},
+                        "reason": {"type": "string"},
+                    },
+                    ["status"],
+                ),
+            },
+            ["database", "sources"],
         )
     ),
     "RelayIn": envelope(RUN_RESULT),

@@ -14,6 +14,7 @@ from relay import db
 from relay.changes import Changes
 from relay.errors import Conflict, RelayError
 from relay.ingest import RunResult
+from relay.notify import wal_position
 from relay.observe import Metrics
 
 log = logging.getLogger(__name__)
@@ -187,14 +188,15 @@ class Ledger:
         return result
 
     def _end(self, conn, runner, run_id, base, status, http_status, processed, complete, error):
-        self._touch(runner)
+        self._touch(conn, runner)
         self._finish(conn, run_id, base, status, http_status, processed, complete, error)
         self._sweep(conn, runner.name)
 
-    def _touch(self, runner) -> None:
-        # This worker answers from the new data at once; others hear it by NOTIFY.
+    def _touch(self, conn: psycopg.Connection, runner) -> None:
+        # This worker answers from the new data at once (from a replica only once it has
+        # replayed the run's writes, all committed by now); others hear it by NOTIFY.
         if self.changes is not None:
-            self.changes.touch(runner.concern)
+            self.changes.touch(runner.concern, wal_position(conn))
 
     def _finish(self, conn, run_id, base, status, http_status, processed, complete, error):
         """Record how a run ended, and say so in one log line and the metrics."""

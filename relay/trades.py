@@ -11,11 +11,10 @@ import binascii
 import uuid
 from datetime import datetime
 
-from psycopg_pool import ConnectionPool
-
-from relay import caching, db, partitions
+from relay import caching, partitions
 from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound
+from relay.reads import Reads
 from relay.sources.coinapi import store
 
 CONCERN = "trades"
@@ -44,8 +43,8 @@ def decode_cursor(cursor: str, name: str = "cursor") -> Cursor:
 class Trades:
     """Pages of trades, each serialized once and cached until new trades are stored."""
 
-    def __init__(self, pool: ConnectionPool, cache: AnswerCache):
-        self._pool = pool
+    def __init__(self, reads: Reads, cache: AnswerCache):
+        self._reads = reads
         self._cache = cache
 
     def page(
@@ -70,7 +69,7 @@ class Trades:
     def _read(self, symbol_id, start, end, after, limit) -> dict | None:
         # One extra row tells whether another page follows: next_cursor is null exactly
         # on the last page.
-        with db.connection(self._pool) as conn:
+        with self._reads.connection(CONCERN) as conn:
             symbol = store.symbol_pk(conn, symbol_id)
             if symbol is None:
                 return None

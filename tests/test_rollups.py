@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from relay import candles, markets, rollups
 from relay.errors import NotFound
+from relay.reads import Reads
 from relay.sources.binance import MARKET
 from relay.sources.binance.client import parse_klines
 
@@ -71,7 +72,7 @@ def held_minutes(conn, symbol: str, start: datetime, end: datetime) -> list[tupl
 
 
 def served(pool, symbol: str, interval: str, start, end) -> list[tuple]:
-    answer = markets.resample(pool, MARKET, symbol, interval, start, end)
+    answer = markets.resample(Reads(pool), MARKET, symbol, interval, start, end)
     keys = ("time", "open", "high", "low", "close", "volume")
     return [tuple(c[k] for k in keys) for c in answer["candles"]]
 
