@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import harness, history, market
+from bench import harness, history, market, migrations
 from relay import rollups
 from relay.sources.binance import MARKET
 from relay.sources.binance.client import parse_klines, read_klines
@@ -285,6 +285,9 @@ def main() -> None:
                 result["market"] = market.measure(harness.fresh_database(server_url))
                 print("history: 2 years of minutes, candles at each interval...", flush=True)
                 result["history"] = history.measure(harness.fresh_database(server_url))
+            if not args.ingest_only and not args.quick:
+                print("migrations and retention at 10 million rows...", flush=True)
+                result["migrations"] = migrations.measure(server_url)
             if not args.ingest_only:
                 with psycopg.connect(db_url, autocommit=True) as conn:
                     conn.execute("TRUNCATE ecb_rate, coin, coin_daily CASCADE")
@@ -307,6 +310,8 @@ def main() -> None:
     table = markdown(result)
     if "market" in result:
         table += "\n" + market.table(result["market"]) + "\n" + history.table(result["history"])
+    if "migrations" in result:
+        table += "\nmigrations and retention at 10 million rows\n\n" + result["migrations"]
     (RESULTS / "latest.md").write_text(table)
     print(table)
 

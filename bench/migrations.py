@@ -47,13 +47,18 @@ FILL = """
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    args = parser.parse_args()
+def measure(server_url: str, rows: int = 10_000_000) -> str:
+    """Fill, migrate and prune a database of its own on the server; return the report."""
+    report = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        report.append(line)
+
     files = migration_files()
-    with harness.postgres() as server_url, tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS relay_migrations WITH (FORCE)")
             conn.execute("CREATE DATABASE relay_migrations")
         url = psycopg.conninfo.make_conninfo(server_url, dbname="relay_migrations")
         folder = Path(tmp)
@@ -63,20 +68,18 @@ def main() -> None:
         migrate(url, folder)
         with psycopg.connect(url, autocommit=True) as conn:
             started = time.perf_counter()
-            conn.execute(FILL, {"per_symbol": args.rows // 10})
+            conn.execute(FILL, {"per_symbol": rows // 10})
             conn.execute(SYMBOLS)
-            conn.execute(TRADES, {"rows": args.rows})
+            conn.execute(TRADES, {"rows": rows})
             conn.execute("VACUUM ANALYZE")
-            print(
-                f"filled {args.rows:,} candles and trades in {time.perf_counter() - started:.1f} s"
-            )
-            print(f"bytes per trade before: {conn.execute(TRADE_BYTES).fetchone()[0]:.0f}")
+            say(f"filled {rows:,} candles and trades in {time.perf_counter() - started:.1f} s")
+            say(f"bytes per trade before: {conn.execute(TRADE_BYTES).fetchone()[0]:.0f}")
         for version, path in files:
             if version >= FIRST_TIMED:
                 shutil.copy(path, folder / path.name)
                 started = time.perf_counter()
                 migrate(url, folder)
-                print(f"{path.name}: {time.perf_counter() - started:.1f} s", flush=True)
+                say(f"{path.name}: {time.perf_counter() - started:.1f} s")
         with psycopg.connect(url) as conn:
             held = conn.execute("SELECT count(*) FROM binance_candle").fetchone()[0]
             hours = conn.execute("SELECT count(*) FROM binance_candle_1h").fetchone()[0]
@@ -86,10 +89,10 @@ def main() -> None:
                 " WHERE inhparent = 'symbol_data'::regclass",
                 (trades,),
             ).fetchone()[0]
-        assert held == args.rows // 10 * 10, held
-        assert trades == args.rows, trades
-        print(f"binance_candle still holds {held:,} rows; {hours:,} hourly rollup rows")
-        print(f"symbol_data still holds {trades:,} trades; bytes per trade after: {per_trade:.0f}")
+        assert held == rows // 10 * 10, held
+        assert trades == rows, trades
+        say(f"binance_candle still holds {held:,} rows; {hours:,} hourly rollup rows")
+        say(f"symbol_data still holds {trades:,} trades; bytes per trade after: {per_trade:.0f}")
         # Retention's cost: dropping the month that holds all of them.
         later = datetime.now(UTC) + timedelta(days=400)
         with psycopg.connect(url) as conn:
@@ -98,7 +101,16 @@ def main() -> None:
                 dropped = partitions.prune(conn, table, timedelta(days=1), later)
                 conn.commit()
                 took = time.perf_counter() - started
-                print(f"retention dropped {dropped} ({args.rows:,} rows) in {took * 1000:.0f} ms")
+                say(f"retention dropped {dropped} ({rows:,} rows) in {took * 1000:.0f} ms")
+    return "\n".join(report) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    args = parser.parse_args()
+    with harness.postgres() as server_url:
+        measure(server_url, args.rows)
 
 
 if __name__ == "__main__":
