@@ -167,6 +167,13 @@ def writes(market: Market, columns: tuple[str, ...]) -> Writes:
     )
 
 
+def opened(rows: Minutes | Sequence[NamedTuple]) -> list[datetime]:
+    """Every open time in a page."""
+    if isinstance(rows, Minutes):
+        return rows.times()
+    return [row[0] for row in rows]
+
+
 def span(rows: Minutes | Sequence[NamedTuple]) -> tuple[datetime, datetime]:
     """The first and last open time in a non-empty page."""
     if isinstance(rows, Minutes):
@@ -253,8 +260,7 @@ class CandleRelayIn(PagedRelayIn):
     def prepare(self, page) -> None:
         rows = self.rows(page)
         if len(rows):
-            first, last = span(rows)
-            self.partitions.ensure(first, last)
+            self.partitions.ensure(*span(rows), each=lambda: opened(rows))
 
     def expand(self, requested: Sequence[str]) -> list[str]:
         """Symbols as asked: ``*`` is every symbol the exchange lists as trading, ``*USDT``
@@ -292,7 +298,9 @@ class CandleRelayIn(PagedRelayIn):
             cached = self._listing
             if cached is None or all(listed != symbol for listed, _ in cached[1]):
                 return False
-            self._listing = None
+            # Expired, not forgotten: the next call lists afresh, while this run still
+            # knows every other symbol the stale listing offered.
+            self._listing = (float("-inf"), cached[1])
             return True
 
     def resume_point(self, conn, symbol: str) -> datetime | None:

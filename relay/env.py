@@ -74,6 +74,7 @@ def number(env: Mapping[str, str], name: str, default: float, low: float, high: 
 
 _DURATION = re.compile(r"^([0-9]{1,6})([hdw])$")
 _UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_DURATION = timedelta(days=36525)
 
 
 def duration(env: Mapping[str, str], name: str, low: timedelta) -> timedelta | None:
@@ -86,6 +87,6 @@ def duration(env: Mapping[str, str], name: str, low: timedelta) -> timedelta | N
     if not match:
         raise ConfigError(f"{name} must be a duration such as 36h, 90d or 52w, got {raw[:40]!r}")
     value = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-    if value < low:
-        raise ConfigError(f"{name} must be at least {low}, got {raw!r}")
+    if not low <= value <= MAX_DURATION:
+        raise ConfigError(f"{name} must be between {low} and 100 years, got {raw!r}")
     return value

@@ -277,8 +277,10 @@ class PagedRelayIn:
         start = stored_upto = resume
         if start is None:
             start = self.now() - self.backfill
-            if self.retain is not None:  # what retention would drop at the run's end
-                start = max(start, self.now() - self.retain)
+        if self.retain is not None:
+            # What retention drops at the run's end is not fetched, even where a symbol
+            # resumes from before it (a Coinbase product quiet for longer than retention).
+            start = max(start, self.now() - self.retain)
         if self.clock() >= deadline:
             raise OutOfTime()
         # Pages are fetched and parsed in order on a helper thread, up to PAGES_AHEAD ahead
@@ -332,14 +334,16 @@ class PagedRelayIn:
                     if pages:
                         for page in pages:
                             self.prepare(page)
+                        stored = 0
                         with storing(self.pool, self.upstream) as conn:
                             for page in pages:
-                                result.add(symbol, self.store_page(conn, symbol, page, stored_upto))
+                                stored += self.store_page(conn, symbol, page, stored_upto)
                                 if page:
                                     upto = self.page_upto(page)
                                     stored_upto = (
                                         upto if stored_upto is None else max(stored_upto, upto)
                                     )
+                        result.add(symbol, stored)  # counted once committed
                     if items[-1] is _LAST:
                         break
                     if isinstance(items[-1], BaseException):

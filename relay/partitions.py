@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from relay import db
+from relay.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ RECORD_HELD_FROM = """
 """
 # One maker of partitions per table at a time, across processes.
 LOCK = "SELECT pg_advisory_xact_lock(hashtext('partitions'), hashtext(%(table)s))"
-MAX_MONTHS = 1200  # a page spans minutes, never a century: a bound, not a plan
+MAX_MONTHS = 1200  # months() walks at most a century
+MAX_PAGE_MONTHS = 3  # a page of minutes or trades touches a month or two, never more
 
 
 def month_start(when: datetime) -> datetime:
@@ -94,9 +96,25 @@ class Partitions:
         self._known: set[datetime] = set()
         self._lock = threading.Lock()
 
-    def ensure(self, first: datetime, last: datetime) -> None:
-        """Create the monthly partitions [first, last] needs, each in its own commit."""
-        wanted = [month for month in months(first, last) if month not in self._known]
+    def ensure(
+        self, first: datetime, last: datetime, each: Callable[[], Iterable[datetime]]
+    ) -> None:
+        """Create the monthly partitions a page needs (its rows' times from ``each()``,
+        asked only when its ``first`` and ``last`` are months apart), in one commit.
+
+        A page whose rows fall in more than MAX_PAGE_MONTHS months is not a page of
+        market data: an UpstreamError (502), before anything is made.
+        """
+        if month_start(last) in (month_start(first), next_month(month_start(first))):
+            touched = sorted({month_start(first), month_start(last)})
+        else:
+            touched = sorted({month_start(when) for when in each()})
+        if len(touched) > MAX_PAGE_MONTHS:
+            raise UpstreamError(
+                f"Bad Gateway: a page of {self.table} spans {len(touched)} months "
+                f"({first:%Y-%m} to {last:%Y-%m}); at most {MAX_PAGE_MONTHS} are taken"
+            )
+        wanted = [month for month in touched if month not in self._known]
         if not wanted:
             return
         with self._lock, db.connection(self.pool) as conn:

@@ -88,7 +88,8 @@ def partition_names(conn) -> set[str]:
 def test_the_ingest_makes_the_months_it_reaches(make_app, config, binance, conn, in_headers):
     _, resp = relay_in(make_app, config, in_headers)
     assert resp.json["data"]["processed"] == 150
-    made = {f"binance_candle_p{month:%Y%m}" for month in (FIRST_NEW, M1, M2)}
+    # only months that hold a row are made (none for FIRST_NEW: the page skips it)
+    made = {f"binance_candle_p{month:%Y%m}" for month in (M1, M2)}
     assert partition_names(conn) == {"binance_candle_p_before", *made}
     by_partition = dict(
         conn.execute(
@@ -112,12 +113,11 @@ def test_retention_drops_whole_old_months_and_reads_say_what_is_gone(
     app, resp = relay_in(make_app, config, in_headers, now=later, retain_candles_1m=keep)
 
     # the cutoff, NOW - keep, lies inside M1: every month ending before it is dropped whole
-    assert sorted(resp.json["data"]["dropped"]) == sorted(
-        ["binance_candle_p_before", f"binance_candle_p{FIRST_NEW:%Y%m}"]
-    )
+    assert resp.json["data"]["dropped"] == ["binance_candle_p_before"]
     assert partition_names(conn) == {f"binance_candle_p{M1:%Y%m}", f"binance_candle_p{M2:%Y%m}"}
     assert conn.execute("SELECT count(*) FROM binance_candle").fetchone()[0] == 121
-    assert conn.execute("SELECT held_from FROM retention").fetchone()[0] == M1
+    # no row ever fell in FIRST_NEW, so it had no partition: minutes are held from it on
+    assert conn.execute("SELECT held_from FROM retention").fetchone()[0] == FIRST_NEW
 
     def candles(interval, start, end, status=200):
         query = {"symbol": "ADAUSDT", "interval": interval, "start": iso(start), "end": iso(end)}
@@ -131,12 +131,12 @@ def test_retention_drops_whole_old_months_and_reads_say_what_is_gone(
     # their minutes are not: a 404 naming where minutes begin now, not an empty list
     for interval, start, end in (
         ("1m", OLD, OLD + timedelta(minutes=30)),
-        ("5m", M1 - timedelta(hours=2), M1 + timedelta(hours=2)),  # partly held is not held
+        ("5m", FIRST_NEW - timedelta(hours=2), FIRST_NEW + timedelta(hours=2)),  # partly
         ("1h", OLD, OLD + timedelta(minutes=90)),  # its last half hour needs the minutes
     ):
         gone = candles(interval, start, end, status=404)
-        assert gone["data"]["held_from"] == iso(M1), interval
-        assert f"before {iso(M1)} are no longer held" in gone["message"]
+        assert gone["data"]["held_from"] == iso(FIRST_NEW), interval
+        assert f"before {iso(FIRST_NEW)} are no longer held" in gone["message"]
     # what is held is served as before
     held = candles("1m", M2 - timedelta(hours=1), M2 + timedelta(hours=1))["data"]["candles"]
     assert len(held) == 120
@@ -168,7 +168,9 @@ def test_retention_is_read_as_a_duration(raw, kept):
     assert Config.from_env({**env, "RELAY_RETAIN_CANDLES_1M": raw}).retain_candles_1m == kept
 
 
-@pytest.mark.parametrize("raw", ["1h", "23h", "90", "90 days", "-5d", "1y", "9999999d"])
+@pytest.mark.parametrize(
+    "raw", ["1h", "23h", "90", "90 days", "-5d", "1y", "9999999d", "999999w", "36526d"]
+)
 def test_a_retention_that_is_not_a_duration_of_a_day_or_more_is_refused(raw):
     env = {"DATABASE_URL": "postgresql://x/y", "RELAY_JWT_SECRET": "s" * 40}
     with pytest.raises(ConfigError, match="RELAY_RETAIN_CANDLES_1M"):
@@ -231,7 +233,35 @@ def test_trade_retention_drops_old_months_and_records_say_what_is_gone(
         return app.get(RECORDS, query, headers=out_headers, status=status).json
 
     gone = records(404, start=OLD)
-    assert gone["data"]["held_from"] == iso(M1)
-    assert f"trades before {iso(M1)} are no longer held" in gone["message"]
-    assert records(404, end=OLD + timedelta(hours=1))["data"]["held_from"] == iso(M1)
+    assert gone["data"]["held_from"] == iso(FIRST_NEW)
+    assert f"trades before {iso(FIRST_NEW)} are no longer held" in gone["message"]
+    assert records(404, end=OLD + timedelta(hours=1))["data"]["held_from"] == iso(FIRST_NEW)
     assert len(records(start=M2 - timedelta(minutes=1))["data"]["records"]) == 100
+
+
+def test_a_symbol_resuming_from_before_the_cutoff_starts_at_it(
+    make_app, config, httpserver, conn, in_headers
+):
+    """A symbol quiet for longer than retention fetches nothing retention would drop."""
+    quiet = FakeBinance(httpserver)
+    quiet.add("ADAUSDT", make_klines(OLD, 30))
+    relay_in(make_app, config, in_headers, now=OLD + timedelta(hours=1))
+    quiet.add("ADAUSDT", make_klines(M2, 3, seed=2))
+    keep = NOW - (M1 + timedelta(days=1))
+    quiet.requests.clear()
+    _, resp = relay_in(make_app, config, in_headers, retain_candles_1m=keep)
+    assert resp.json["data"]["processed"] == 3
+    asked = [int(r["startTime"]) for r in quiet.requests if r["path"] == "/api/v3/klines"]
+    assert asked[0] == int((NOW - keep).timestamp() * 1000)
+
+
+def test_a_page_that_spans_many_months_is_refused_before_any_partition_is_made(
+    make_app, config, httpserver, conn, in_headers
+):
+    odd = FakeBinance(httpserver)
+    stray = [make_klines(month + timedelta(days=2), 1)[0] for month in (FIRST_NEW, M1, M2)]
+    odd.add("ADAUSDT", make_klines(OLD, 2) + stray)
+    app = make_app(config.replace(binance_backfill_hours=24 * 120), now=lambda: NOW)
+    resp = app.post_json(IN, {"symbols": ["ADAUSDT"]}, headers=in_headers, status=502)
+    assert "spans 4 months" in resp.json["message"]
+    assert partition_names(conn) == {"binance_candle_p_before"}

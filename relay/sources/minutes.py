@@ -46,6 +46,12 @@ class Minutes:
         """``when`` as a key: a key is after it exactly when its minute opens after ``when``."""
         return when if self.unit is None else (when - EPOCH) // self.unit
 
+    def times(self) -> list[datetime]:
+        """Every row's open time."""
+        if self.unit is None:
+            return list(self.keys)
+        return [EPOCH + key * self.unit for key in self.keys]
+
     @property
     def since(self) -> datetime:
         """The oldest open time in the page (the page must not be empty)."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from psycopg_pool import ConnectionPool
 
 from relay import db
-from relay.errors import UpstreamError
+from relay.errors import RelayError, UpstreamError
 from relay.ingest import RunResult, storing, utcnow
 from relay.sources.cmc import client as cmc
 from relay.sources.cmc import store as coin_store
@@ -106,7 +106,7 @@ class CMCRelayIn:
             outcomes = [
                 (outcome, len(coins))
                 for outcome, coins in zip(
-                    pool.map(lambda item: self._logo(*item, deadline), coins_by_url.items()),
+                    pool.map(lambda item: self._try_logo(*item, deadline), coins_by_url.items()),
                     coins_by_url.values(),
                     strict=True,
                 )
@@ -122,6 +122,15 @@ class CMCRelayIn:
             "failed": failed,
             "complete": stored == len(missing),
         }
+
+    def _try_logo(self, url: str, cmc_ids: Sequence[int], deadline: float) -> bool | None:
+        """_logo, with a failure of this one logo (the database's too) counted, not raised:
+        the snapshot is stored and the logos stored before it are announced whatever."""
+        try:
+            return self._logo(url, cmc_ids, deadline)
+        except RelayError as exc:
+            log.warning("cmc: logo %s not stored: %s", url[:200], exc.message)
+            return False
 
     def _logo(self, url: str, cmc_ids: Sequence[int], deadline: float) -> bool | None:
         """Give coins the logo at ``url``: True when done, False when it failed, None if no time."""

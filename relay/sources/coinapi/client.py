@@ -123,6 +123,10 @@ class TradePage:
         chosen = [last[u] for u in first]
         return [self.keys[i] for i in chosen], [self.lines[i] for i in chosen]
 
+    def times(self) -> list[datetime]:
+        """Every trade's time_exchange."""
+        return [datetime.fromisoformat(key).replace(tzinfo=UTC) for key in self.keys]
+
     @property
     def since(self) -> datetime:
         """The oldest time_exchange in the page (the page must not be empty)."""

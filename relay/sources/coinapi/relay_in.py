@@ -56,7 +56,7 @@ class CoinAPIRelayIn(PagedRelayIn):
 
     def prepare(self, page) -> None:
         if len(page):
-            self.partitions.ensure(page.since, page.upto)
+            self.partitions.ensure(page.since, page.upto, each=page.times)
 
     def finish_run(self, caught_up, deadline: float, result) -> None:
         """Drop the months of trades retention no longer keeps."""
