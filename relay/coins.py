@@ -80,10 +80,7 @@ class Coins:
         Arguments as dashboard_page's.
         """
         with self._reads.connection(self.CONCERN) as conn:
-            day = day or coin_store.latest_day(conn)
-            if day is None:
-                return None
-            total, rows = coin_store.dashboard(
+            day, total, rows = coin_store.dashboard(
                 conn, day, symbols, order_by, descending, limit, offset
             )
         if not rows:

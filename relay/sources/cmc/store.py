@@ -150,30 +150,23 @@ INSERT_HISTORY_DAYS = """
     ON CONFLICT (coin_id, day) DO NOTHING
 """
 
-LATEST_DAY = "SELECT max(day) FROM coin_daily"
-
-# Dashboard: the coins with a close on the day, changes against 1, 7 and 30 days
-# before (null where that day is missing), sorted by a column chosen from a fixed
-# list, nulls last in both directions.
+# Dashboard: the coins with a close on the day and the changes stored with it (against
+# 1, 7 and 30 days before, null where that day is missing: sql/010_dashboard_changes.sql),
+# sorted by a column chosen from a fixed list, nulls last in both directions, then by
+# rank and id. The day held last is the default. Numbers come as the database writes
+# them (text), which is what the answer shows: no Decimal made and formatted per value.
+DASHBOARD_DAY = """
+    SELECT day, coins FROM coin_day
+    WHERE day = coalesce(%(day)s::date, (SELECT max(day) FROM coin_day))
+"""
+# Chosen coins: a handful of rows, sorted whole.
 DASHBOARD = """
     SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
-        t.close AS price,
-        round((t.close / nullif(back.d1, 0) - 1) * 100, 4) AS change_24h,
-        round((t.close / nullif(back.d7, 0) - 1) * 100, 4) AS change_7d,
-        round((t.close / nullif(back.d30, 0) - 1) * 100, 4) AS change_1m,
-        t.volume AS volume_24h, t.market_cap,
-        count(*) OVER () AS total
+        t.close::text AS price, t.change_24h::text, t.change_7d::text, t.change_1m::text,
+        t.volume::text AS volume_24h, t.market_cap::text, t.day, count(*) OVER () AS total
     FROM coin_daily AS t
     JOIN coin AS c ON c.id = t.coin_id
-    -- One primary-key probe per coin and day back: the cost follows the coins
-    -- shown, never the length of the history.
-    CROSS JOIN LATERAL (
-        SELECT
-            (SELECT close FROM coin_daily WHERE coin_id = t.coin_id AND day = t.day - 1) AS d1,
-            (SELECT close FROM coin_daily WHERE coin_id = t.coin_id AND day = t.day - 7) AS d7,
-            (SELECT close FROM coin_daily WHERE coin_id = t.coin_id AND day = t.day - 30) AS d30
-    ) AS back
-    WHERE t.day = %(day)s
+    WHERE t.day = coalesce(%(day)s::date, (SELECT max(day) FROM coin_day))
       AND (%(symbols)s::text[] IS NULL OR c.id IN (
           SELECT DISTINCT ON (upper(symbol)) id FROM coin
           WHERE upper(symbol) = ANY (%(symbols)s::text[])
@@ -181,15 +174,47 @@ DASHBOARD = """
     ORDER BY {order} {direction} NULLS LAST, c.rank ASC NULLS LAST, c.id
     LIMIT %(limit)s OFFSET %(offset)s
 """
+# Every coin of the day, in two runs that each follow an index so a page reads about
+# the rows it shows: first those with a value, along the day's index on the column,
+# forwards or backwards (equal values, a handful, sorted by rank and id as they come);
+# then those without, by rank and id. The caller knows where the first run ends from
+# its page, or else by DASHBOARD_PRESENT; coin_day holds the total.
+DASHBOARD_WITH_VALUE = """
+    SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
+        t.close::text AS price, t.change_24h::text, t.change_7d::text, t.change_1m::text,
+        t.volume::text AS volume_24h, t.market_cap::text, t.day, (SELECT coins FROM coin_day
+            WHERE day = coalesce(%(day)s::date, (SELECT max(day) FROM coin_day))) AS total
+    FROM coin_daily AS t
+    JOIN coin AS c ON c.id = t.coin_id
+    WHERE t.day = coalesce(%(day)s::date, (SELECT max(day) FROM coin_day))
+      AND {order} IS NOT NULL
+    ORDER BY {order} {direction}, c.rank ASC NULLS LAST, c.id
+    LIMIT %(limit)s OFFSET %(offset)s
+"""
+DASHBOARD_WITHOUT_VALUE = """
+    SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
+        t.close::text AS price, t.change_24h::text, t.change_7d::text, t.change_1m::text,
+        t.volume::text AS volume_24h, t.market_cap::text, t.day, NULL AS total
+    FROM coin_daily AS t
+    JOIN coin AS c ON c.id = t.coin_id
+    WHERE t.day = %(day)s AND {order} IS NULL
+    ORDER BY c.rank ASC NULLS LAST, c.id
+    LIMIT %(limit)s OFFSET %(offset)s
+"""
+DASHBOARD_PRESENT = """
+    SELECT count(*) FROM coin_daily AS t WHERE t.day = %(day)s AND {order} IS NOT NULL
+"""
 DASHBOARD_ORDER = {
     "crypto": "lower(c.name)",
-    "price": "price",
-    "24h": "change_24h",
-    "7d": "change_7d",
-    "1m": "change_1m",
-    "24h-volume": "volume_24h",
+    "price": "t.close",
+    "24h": "t.change_24h",
+    "7d": "t.change_7d",
+    "1m": "t.change_1m",
+    "24h-volume": "t.volume",
     "market_cap": "t.market_cap",
 }
+# Orders whose column is never null: every coin is in the first run.
+_NEVER_NULL = frozenset({"crypto", "price"})
 DASHBOARD_COLUMNS = (
     "id", "name", "symbol", "has_logo", "price", "change_24h", "change_7d", "change_1m",
     "volume_24h", "market_cap",
@@ -278,34 +303,53 @@ def store_history(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
     return stored
 
 
-def latest_day(conn: psycopg.Connection) -> date | None:
-    return conn.execute(LATEST_DAY).fetchone()[0]
-
-
 def dashboard(
     conn: psycopg.Connection,
-    day: date,
+    day: date | None,
     symbols: Sequence[str] | None,
     order_by: str,
     descending: bool,
     limit: int,
     offset: int,
-) -> tuple[int, list[dict]]:
-    query = sql.SQL(DASHBOARD).format(
-        order=sql.SQL(DASHBOARD_ORDER[order_by]),  # a fixed fragment, never the user's text
-        direction=sql.SQL("DESC" if descending else "ASC"),
-    )
-    rows = conn.execute(
-        query,
-        {
-            "day": day,
-            "symbols": [s.upper() for s in symbols] if symbols else None,
-            "limit": limit,
-            "offset": offset,
-        },
-    ).fetchall()
-    total = rows[0][-1] if rows else 0
-    return total, [dict(zip(DASHBOARD_COLUMNS, row[:-1], strict=True)) for row in rows]
+) -> tuple[date | None, int, list[dict]]:
+    """Return the day (default: the latest held), its total and one page of its table."""
+    order = sql.SQL(DASHBOARD_ORDER[order_by])  # a fixed fragment, never the user's text
+    direction = sql.SQL("DESC" if descending else "ASC")
+    args = {"day": day, "limit": limit, "offset": offset}
+    if symbols:
+        query = sql.SQL(DASHBOARD).format(order=order, direction=direction)
+        rows = conn.execute(query, {**args, "symbols": [s.upper() for s in symbols]}).fetchall()
+        return (rows[0][-2], rows[0][-1], _dashboard_rows(rows)) if rows else (day, 0, [])
+    query = sql.SQL(DASHBOARD_WITH_VALUE).format(order=order, direction=direction)
+    rows = conn.execute(query, args).fetchall()
+    if len(rows) == limit:
+        return rows[0][-2], rows[0][-1], _dashboard_rows(rows)
+    # The first run ended on this page or before it: the coins without a value follow,
+    # if there are any and the page reaches them.
+    if rows:
+        day, total = rows[0][-2:]
+    else:
+        held = conn.execute(DASHBOARD_DAY, {"day": day}).fetchone()
+        if held is None:
+            return day, 0, []
+        day, total = held
+    if order_by in _NEVER_NULL:
+        present = total
+    elif rows:
+        present = offset + len(rows)
+    else:
+        count = sql.SQL(DASHBOARD_PRESENT).format(order=order)
+        present = conn.execute(count, {"day": day}).fetchone()[0]
+    skip = max(0, offset - present)
+    if skip < total - present:
+        query = sql.SQL(DASHBOARD_WITHOUT_VALUE).format(order=order)
+        args = {"day": day, "limit": limit - len(rows), "offset": skip}
+        rows += conn.execute(query, args).fetchall()
+    return day, total, _dashboard_rows(rows)
+
+
+def _dashboard_rows(rows: list[tuple]) -> list[dict]:
+    return [dict(zip(DASHBOARD_COLUMNS, row[:-2], strict=True)) for row in rows]
 
 
 def _like_escape(text: str) -> str:
