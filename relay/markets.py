@@ -221,6 +221,9 @@ def resample(
     """
     every = INTERVALS[interval]
     with reads.connection(candles.CONCERN) as conn:
+        # One snapshot for the newest minute, retention's mark and the buckets: a minute
+        # stored in between cannot slip into a bucket past ``end``.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         newest = candles.newest_open_time(conn, market, symbol)
         if newest is None:
             raise _not_found(symbol)

@@ -103,6 +103,9 @@ class Reads:
         except psycopg.OperationalError as exc:
             self._lose(type(exc).__name__)
             raise DatabaseUnavailable() from exc
+        except psycopg.errors.SerializationFailure as exc:
+            # A hot standby cancels a query that conflicts with what it replays: try later.
+            raise DatabaseUnavailable() from exc
         finally:
             self._replica.putconn(conn)
 
