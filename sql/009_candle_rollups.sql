@@ -19,30 +19,29 @@ CREATE TABLE coinbase_candle_1h (LIKE binance_candle_1h INCLUDING ALL);
 CREATE TABLE coinbase_candle_1d (LIKE binance_candle_1h INCLUDING ALL);
 
 -- What is already held, rolled up once: hours from minutes, then days from hours.
-INSERT INTO binance_candle_1h
-SELECT symbol, date_bin('1 hour', open_time, timestamptz '1970-01-01 00:00:00+00') AS bucket,
-       (array_agg(open ORDER BY open_time) FILTER (WHERE volume > 0))[1],
-       max(high) FILTER (WHERE volume > 0), min(low) FILTER (WHERE volume > 0),
-       (array_agg(close ORDER BY open_time))[count(*)], sum(volume)
-FROM binance_candle GROUP BY symbol, bucket;
-
-INSERT INTO coinbase_candle_1h
-SELECT symbol, date_bin('1 hour', open_time, timestamptz '1970-01-01 00:00:00+00') AS bucket,
-       (array_agg(open ORDER BY open_time) FILTER (WHERE volume > 0))[1],
-       max(high) FILTER (WHERE volume > 0), min(low) FILTER (WHERE volume > 0),
-       (array_agg(close ORDER BY open_time))[count(*)], sum(volume)
-FROM coinbase_candle GROUP BY symbol, bucket;
-
-INSERT INTO binance_candle_1d
-SELECT symbol, date_bin('1 day', bucket, timestamptz '1970-01-01 00:00:00+00') AS day,
-       (array_agg(traded_open ORDER BY bucket) FILTER (WHERE traded_open IS NOT NULL))[1],
-       max(traded_high), min(traded_low), (array_agg(close ORDER BY bucket))[count(*)],
-       sum(volume)
-FROM binance_candle_1h GROUP BY symbol, day;
-
-INSERT INTO coinbase_candle_1d
-SELECT symbol, date_bin('1 day', bucket, timestamptz '1970-01-01 00:00:00+00') AS day,
-       (array_agg(traded_open ORDER BY bucket) FILTER (WHERE traded_open IS NOT NULL))[1],
-       max(traded_high), min(traded_low), (array_agg(close ORDER BY bucket))[count(*)],
-       sum(volume)
-FROM coinbase_candle_1h GROUP BY symbol, day;
+DO $$
+DECLARE
+    candles text;
+BEGIN
+    FOREACH candles IN ARRAY ARRAY['binance_candle', 'coinbase_candle'] LOOP
+        EXECUTE format($q$
+            INSERT INTO %I
+            SELECT symbol,
+                   date_bin('1 hour', open_time, timestamptz '1970-01-01 00:00:00+00') AS bucket,
+                   (array_agg(open ORDER BY open_time) FILTER (WHERE volume > 0))[1],
+                   max(high) FILTER (WHERE volume > 0), min(low) FILTER (WHERE volume > 0),
+                   (array_agg(close ORDER BY open_time))[count(*)], sum(volume)
+            FROM %I GROUP BY symbol, bucket
+        $q$, candles || '_1h', candles);
+        EXECUTE format($q$
+            INSERT INTO %I
+            SELECT symbol,
+                   date_bin('1 day', bucket, timestamptz '1970-01-01 00:00:00+00') AS day,
+                   (array_agg(traded_open ORDER BY bucket)
+                       FILTER (WHERE traded_open IS NOT NULL))[1],
+                   max(traded_high), min(traded_low),
+                   (array_agg(close ORDER BY bucket))[count(*)], sum(volume)
+            FROM %I GROUP BY symbol, day
+        $q$, candles || '_1d', candles || '_1h');
+    END LOOP;
+END $$;

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import uuid
 
@@ -17,9 +18,12 @@ import psycopg
 import pytest
 import webtest
 from psycopg import sql
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
 
 from relay import auth, db
 from relay.app import create_app
+from relay.changes import Changes
 from relay.config import Config, normalize_database_url
 from relay.migrate import migrate
 
@@ -181,3 +185,41 @@ def in_headers() -> dict:
 @pytest.fixture
 def out_headers() -> dict:
     return bearer("relay:out")
+
+
+def eventually(check, timeout: float = 5.0) -> bool:
+    """Whether ``check()`` becomes true within ``timeout`` seconds (asked every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+@pytest.fixture
+def listener(database_url):
+    """A started change listener on the test database, live."""
+    changes = Changes(database_url, retry_s=0.1).start()
+    assert changes.wait_live(5)
+    yield changes
+    changes.stop()
+
+
+@pytest.fixture
+def blocking_coinapi():
+    """A threaded loopback CoinAPI whose BTC history answer waits for a signal."""
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    arrived, release = threading.Event(), threading.Event()
+
+    def handle(request):
+        arrived.set()
+        release.wait(10)
+        return Response("[]", content_type="application/json")
+
+    server.expect_request("/v1/trades/BITSTAMP_SPOT_BTC_USD/history").respond_with_handler(handle)
+    yield server, arrived, release
+    release.set()
+    server.clear()
+    server.stop()

@@ -10,29 +10,12 @@ import pytest
 
 from relay import auth
 from relay.changes import Changes
-from tests.conftest import SECRET
+from tests.conftest import SECRET, eventually
 from tests.tcpproxy import StallingProxy
 from tests.upstreams import FakeBinance, make_klines, make_ticker
 
 PRICE = "/relay-api/v1/relay-out/price"
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
-
-
-def eventually(check, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
-@pytest.fixture
-def listener(database_url):
-    changes = Changes(database_url, retry_s=0.1).start()
-    assert changes.wait_live(5)
-    yield changes
-    changes.stop()
 
 
 @pytest.fixture

@@ -17,14 +17,11 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 import requests
-from pytest_httpserver import HTTPServer
-from werkzeug import Response
 
 from relay import auth
-from relay.changes import Changes
 from relay.notify import announce
 from relay.reads import make_replica_pool
-from tests.conftest import SECRET, bearer
+from tests.conftest import SECRET, bearer, eventually
 from tests.served import ROOT, gunicorn
 from tests.upstreams import FakeBinance, make_klines, make_ticker
 
@@ -34,23 +31,6 @@ IN = "/relay-api/v1/relay-in"
 BTC = "BITSTAMP_SPOT_BTC_USD"
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 OUT = bearer("relay:out")
-
-
-def eventually(check, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
-@pytest.fixture
-def listener(database_url):
-    changes = Changes(database_url, retry_s=0.1).start()
-    assert changes.wait_live(5)
-    yield changes
-    changes.stop()
 
 
 @pytest.fixture
@@ -205,25 +185,6 @@ def test_with_the_replica_down_answers_come_from_the_primary(
 
 
 # -- two app servers on one database ----------------------------------------------------------
-
-
-@pytest.fixture
-def blocking_coinapi():
-    """A threaded loopback CoinAPI whose history answer waits for a signal."""
-    server = HTTPServer(host="127.0.0.1", threaded=True)
-    server.start()
-    arrived, release = threading.Event(), threading.Event()
-
-    def handle(request):
-        arrived.set()
-        release.wait(10)
-        return Response("[]", content_type="application/json")
-
-    server.expect_request(f"/v1/trades/{BTC}/history").respond_with_handler(handle)
-    yield server, arrived, release
-    release.set()
-    server.clear()
-    server.stop()
 
 
 @pytest.fixture

@@ -11,9 +11,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
-from pytest_httpserver import HTTPServer
-from werkzeug import Response
 
 from tests.conftest import bearer
 from tests.served import ROOT
@@ -22,25 +19,6 @@ from tests.upstreams import FakeBinance, FakeCoinAPI, make_klines, make_trades
 NOW = datetime(2022, 1, 1, 12, tzinfo=UTC)
 BTC = "BITSTAMP_SPOT_BTC_USD"
 IN = "/relay-api/v1/relay-in"
-
-
-@pytest.fixture
-def blocking_coinapi():
-    """A threaded loopback CoinAPI whose history answer waits for a signal."""
-    server = HTTPServer(host="127.0.0.1", threaded=True)
-    server.start()
-    arrived, release = threading.Event(), threading.Event()
-
-    def handle(request):
-        arrived.set()
-        release.wait(10)
-        return Response("[]", content_type="application/json")
-
-    server.expect_request(f"/v1/trades/{BTC}/history").respond_with_handler(handle)
-    yield server, arrived, release
-    release.set()
-    server.clear()
-    server.stop()
 
 
 def test_a_second_call_for_the_same_source_and_symbol_gets_409_at_once(
