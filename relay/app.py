@@ -142,7 +142,7 @@ def create_app(
         AuthMiddleware(TokenVerifier(config.jwt_secrets), Revocations(pool, changes)),
         # after the token check: a caller without one learns nothing more. Each API route
         # parses its query by its declaration; the page and docs ignore the rest.
-        params.DeclaredParameters(),
+        params.DeclaredParameters(now),
     ]
     app = App(middleware=middleware)
     app.answer_cache = cache

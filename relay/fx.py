@@ -34,13 +34,43 @@ def cross(rate_to: Decimal, rate_from: Decimal) -> Decimal:
     return _CROSS.divide(rate_to, rate_from)
 
 
+def easter(year: int) -> date:
+    """Easter Sunday of ``year`` in the Gregorian calendar (the anonymous algorithm)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (b - (b + 8) // 25 + 1) // 3
+    h = (19 * a + b - d - g + 15) % 30  # the epact's offset: days from 21 March to full moon
+    i, k = divmod(c, 4)
+    weekday = (32 + 2 * e + 2 * i - h - k) % 7  # days from the full moon to Sunday
+    m = (a + 11 * h + 22 * weekday) // 451
+    month, day = divmod(h + weekday - 7 * m + 114, 31)
+    return date(year, month, day + 1)
+
+
+def business_day(day: date) -> bool:
+    """Whether the ECB publishes on ``day``: a weekday that is no TARGET holiday (New
+    Year's Day, Good Friday, Easter Monday, 1 May, 25 and 26 December)."""
+    if day.weekday() >= 5 or (day.month, day.day) in ((1, 1), (5, 1), (12, 25), (12, 26)):
+        return False
+    sunday = easter(day.year)
+    return day not in (sunday - timedelta(days=2), sunday + timedelta(days=1))
+
+
+def previous_business_day(day: date) -> date:
+    """The last ECB business day strictly before ``day``."""
+    day -= timedelta(days=1)
+    while not business_day(day):
+        day -= timedelta(days=1)
+    return day
+
+
 def next_publication(after: datetime) -> datetime:
     """The next business day's 16:00 CET after ``after``, in UTC."""
     local = after.astimezone(_CET)
     day = local.date()
-    if local.time() >= PUBLICATION or day.weekday() >= 5:
+    if local.time() >= PUBLICATION or not business_day(day):
         day += timedelta(days=1)
-    while day.weekday() >= 5:
+    while not business_day(day):
         day += timedelta(days=1)
     return datetime.combine(day, PUBLICATION, _CET).astimezone(UTC)
 
@@ -59,17 +89,31 @@ class FX:
         self.cache = cache or AnswerCache(None)
 
     def _check_date(self, on: date, name: str) -> None:
-        if on > self.now().date():
-            raise BadRequest(f"Bad Request: {name} parameter is in the future")
+        # A date after today never reaches here: params refuses it on every route.
         if on < FIRST_PUBLISHED:
             raise NotFound(
                 f"Not Found: no rates before {FIRST_PUBLISHED.isoformat()} ({name} parameter)"
             )
 
-    def _day(self, conn, on: date | None) -> date:
-        day = rate_store.newest_day(conn) if on is None else rate_store.day_at_or_before(conn, on)
-        if day is None:
-            raise NotFound("Not Found: no rates stored for that date")
+    @staticmethod
+    def _day(conn, on: date | None) -> date:
+        """The day ``on`` means: itself, or else the newest day held before it no further
+        back than the previous ECB business day (a weekend or holiday means the business
+        day before it; today, before the day's publication, means the last one). Anything
+        older would answer another day's rates for this one: a 404 naming the newest day
+        held instead."""
+        newest = rate_store.newest_day(conn)
+        if newest is None:
+            raise NotFound("Not Found: no rates stored")
+        if on is None:
+            return newest
+        day = rate_store.day_at_or_before(conn, on)
+        if day is None or day < previous_business_day(on):
+            raise NotFound(
+                f"Not Found: no rates for {on.isoformat()} or the business day before it; "
+                f"the newest day held is {newest.isoformat()}",
+                data={"date_requested": on.isoformat(), "newest": newest.isoformat()},
+            )
         return day
 
     def _require(self, conn, rates: dict, currencies: Sequence[str], day: date) -> None:
@@ -107,7 +151,7 @@ class FX:
         day, published, newest = self._cached_published(on, (base, *(symbols or ())))
         wanted = symbols or sorted(c for c in published if c != base)
         rates = {c: cross(published[c], published[base]) for c in wanted}
-        data = {"base": base, "date": day, "rates": rates}
+        data = {"base": base, "date_requested": on or "latest", "date": day, "rates": rates}
         return data, self.cache_policy(on, newest)
 
     def series(
@@ -127,12 +171,43 @@ class FX:
             newest = rate_store.newest_day(conn)
             if newest is None:
                 raise NotFound("Not Found: no rates stored")
-            end = end or newest
+            if end is None and start > newest:
+                raise NotFound(
+                    f"Not Found: no rates from {start.isoformat()} (start parameter); "
+                    f"the newest day held is {newest.isoformat()}",
+                    data={"start": start.isoformat(), "newest": newest.isoformat()},
+                )
+            asked_end, end = end, end or newest
             if start > end:
                 raise BadRequest("Bad Request: start parameter is after end")
             if (end - start).days + 1 > MAX_SERIES_DAYS:
                 raise BadRequest(
                     f"Bad Request: start parameter is more than {MAX_SERIES_DAYS} days before end"
+                )
+            # The range must lie within the days held: a series that stops short of its
+            # end, or starts after its start, would pass a hole off as days without rates.
+            if asked_end is not None:
+                held = rate_store.day_at_or_before(conn, asked_end)
+                if held is None or held < previous_business_day(asked_end):
+                    raise NotFound(
+                        f"Not Found: no rates for {asked_end.isoformat()} (end parameter) or "
+                        f"the business day before it; the newest day held is "
+                        f"{newest.isoformat()}",
+                        data={"end": asked_end.isoformat(), "newest": newest.isoformat()},
+                    )
+            first = rate_store.first_day(conn)
+            opening = start  # the first business day on or after start
+            while not business_day(opening):
+                opening += timedelta(days=1)
+            if opening <= end and opening < first:
+                raise NotFound(
+                    f"Not Found: rates are held from {first.isoformat()}; none for "
+                    f"{opening.isoformat()} (start parameter)",
+                    data={
+                        "start": start.isoformat(),
+                        "held_from": first.isoformat(),
+                        "newest": newest.isoformat(),
+                    },
                 )
             by_day: dict[date, dict[str, Decimal]] = {}
             for day, currency, rate in rate_store.series(conn, start, end):
@@ -161,6 +236,7 @@ class FX:
             "from": source,
             "to": target,
             "amount": amount,
+            "date_requested": on or "latest",
             "date": day,
             "rate": cross(published[target], published[source]),
             "result": exact.quantize(RESULT, context=_CONTEXT),

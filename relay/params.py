@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import falcon
@@ -18,6 +18,7 @@ MAX_PARAM_LENGTH = 200
 # end, a day after the last) cannot overflow.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+FUTURE_TEXT = "not after today (UTC): a later one is 400 (in the future)"
 RANGE_TEXT = f"from {EARLIEST.date().isoformat()} up to (not including) {LATEST.date().isoformat()}"
 # NUL cannot be stored or compared by PostgreSQL, and no parameter needs control characters.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -85,6 +86,9 @@ class Param:
     description: str = ""
     example: Any = None
     missing: str = ""  # the message when a required parameter is absent, if not the usual
+    # Whether a parsed value lies after ``today`` (UTC): set on every parameter that takes a
+    # date or a time, which is then refused as "in the future" (one rule on every route).
+    after: Callable[[Any, date], bool] | None = None
 
     def __post_init__(self):
         if self.schema.get("type") == "string":  # what clean() lets through, at most
@@ -95,7 +99,9 @@ class Param:
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
 
-    def parse(self, req: falcon.Request) -> Any:
+    def parse(self, req: falcon.Request, today: date | None = None) -> Any:
+        """The value of this parameter in ``req`` (its default when absent); a date or
+        time after ``today`` (when given) is refused, naming the parameter."""
         given = [name for name in self.names if req.get_param(name) is not None]
         if len(given) > 1:
             raise BadRequest(
@@ -107,7 +113,16 @@ class Param:
             raise BadRequest(f"Bad Request: {used} parameter given more than once")
         if not values and self.required:
             raise BadRequest(self.missing or f"Bad Request: {used} parameter is required")
-        return self.take(values[0], used) if values else self.default
+        if not values:
+            return self.default
+        value = self.take(values[0], used)
+        if today is not None and value is not None and self.after and self.after(value, today):
+            raise BadRequest(
+                f"Bad Request: {used} parameter is in the future (today is "
+                f"{today.isoformat()} in UTC)",
+                data={"parameter": used, "today": today.isoformat()},
+            )
+        return value
 
     def take(self, raw: str, used: str) -> Any:
         """One value as sent, under the name it was sent as."""
@@ -126,8 +141,11 @@ class Param:
             "required": self.required,
             "schema": self.schema,
         }
-        if self.description:
-            first["description"] = self.description
+        description = self.description
+        if self.after is not None:
+            description = f"{description}; {FUTURE_TEXT}" if description else FUTURE_TEXT
+        if description:
+            first["description"] = description
         if self.example is not None:
             first["example"] = self.example
         return [first] + [
@@ -232,8 +250,24 @@ MOMENT = re.compile(rf"^{_DATE}({_TIME})?$")
 DATE_TEXT = "a date (YYYY-MM-DD) from 1971 to 2198"
 
 
-def moment_param(name: str, *, description: str) -> Param:
-    """An ISO 8601 date or date-time (UTC without an offset) in the supported range."""
+def _after_today(value: date, today: date) -> bool:
+    return value > today
+
+
+def _from_after_today(value: datetime, today: date) -> bool:
+    """An inclusive start after today: at or after the next midnight (UTC)."""
+    return value >= datetime.combine(today + timedelta(days=1), time(), UTC)
+
+
+def _until_after_today(value: datetime, today: date) -> bool:
+    """An exclusive end after today: past the next midnight (UTC), which ends today."""
+    return value > datetime.combine(today + timedelta(days=1), time(), UTC)
+
+
+def moment_param(name: str, *, description: str, exclusive: bool = False) -> Param:
+    """An ISO 8601 date or date-time (UTC without an offset) in the supported range, not
+    after today: an inclusive one (a start) before the next midnight UTC, an exclusive one
+    (an end) at most that midnight."""
     schema = {"type": "string", "pattern": MOMENT.pattern}
 
     def read(raw: str, used: str) -> datetime:
@@ -244,7 +278,8 @@ def moment_param(name: str, *, description: str) -> Param:
             )
         return _moment(raw, used)
 
-    return Param(name, schema, read, description=description)
+    after = _until_after_today if exclusive else _from_after_today
+    return Param(name, schema, read, description=description, after=after)
 
 
 def date_param(
@@ -255,7 +290,7 @@ def date_param(
     description: str = "",
     example: str | None = None,
 ) -> Param:
-    """A date, YYYY-MM-DD (or ``latest`` where allowed: None)."""
+    """A date, YYYY-MM-DD (or ``latest`` where allowed: None), not after today (UTC)."""
     pattern = rf"^(latest|{_DATE})$" if latest else DATE.pattern
     schema = {"type": "string", "pattern": pattern}
 
@@ -266,7 +301,15 @@ def date_param(
             raise BadRequest(f"Bad Request: {used} parameter must be {DATE_TEXT}")
         return date.fromisoformat(raw)
 
-    return Param(name, schema, read, required=required, description=description, example=example)
+    return Param(
+        name,
+        schema,
+        read,
+        required=required,
+        description=description,
+        example=example,
+        after=_after_today,
+    )
 
 
 class DeclaredParameters:
@@ -279,6 +322,9 @@ class DeclaredParameters:
 
     MAX_NAME_SHOWN = 50
 
+    def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._now = now  # what "today" is, for the dates and times declared
+
     def process_resource(self, req, resp, resource, params):
         declared = getattr(resource, "query", None)
         if declared is None or not hasattr(resource, f"on_{req.method.lower()}"):
@@ -288,7 +334,8 @@ class DeclaredParameters:
         if unknown:
             name = unknown[0][: self.MAX_NAME_SHOWN]
             raise BadRequest(f"Bad Request: unknown parameter {name!r}")
-        req.context.query = {param.name: param.parse(req) for param in declared}
+        today = self._now().astimezone(UTC).date()
+        req.context.query = {param.name: param.parse(req, today) for param in declared}
 
 
 # start and end of a half-open range of moments, as every ranged route takes them
@@ -296,5 +343,7 @@ START_END = (
     moment_param(
         "start", description="ISO 8601 date or date-time, inclusive (UTC if no offset), 1971..2198"
     ),
-    moment_param("end", description="ISO 8601 date or date-time, exclusive, 1971..2198"),
+    moment_param(
+        "end", description="ISO 8601 date or date-time, exclusive, 1971..2198", exclusive=True
+    ),
 )

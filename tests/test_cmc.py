@@ -186,7 +186,9 @@ def closes(base: str, step: str, days: int = 35, missing: tuple[int, ...] = ()) 
 
 
 @pytest.fixture
-def history(tmp_path, database_url):
+def history(tmp_path, database_url, clock_now):
+    # the history's last day is today: a later date would be in the future (400)
+    clock_now["now"] = datetime(2022, 12, 24, 12, tzinfo=UTC)
     path = write_history(
         tmp_path / "coins.csv",
         {

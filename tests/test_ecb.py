@@ -199,6 +199,7 @@ def test_latest_rates_against_eur_are_the_published_digits(loaded, app, out_head
     data = get(app, "rates", {"symbols": "USD,GBP"}, out_headers).json["data"]
     assert data == {
         "base": "EUR",
+        "date_requested": "latest",
         "date": "2018-06-11",
         "rates": {"USD": "1.1790", "GBP": "0.88180"},
     }
@@ -250,6 +251,7 @@ def test_convert_worked_out_by_hand(loaded, app, out_headers):
         "from": "USD",
         "to": "JPY",
         "amount": "100",
+        "date_requested": "2018-06-11",
         "date": "2018-06-11",
         "rate": "109.9406277",
         "result": "10994.062765",
