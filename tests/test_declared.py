@@ -9,8 +9,10 @@ by the server's parse, and values it does not allow are refused with a 400 namin
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import falcon.inspect
+import falcon.testing
 import hypothesis
 import pytest
 from hypothesis import strategies as st
@@ -129,3 +131,26 @@ def test_what_a_schema_allows_the_server_takes_and_what_it_refuses_the_server_re
     assert accepts(param, good), (key, good)
     raw = data.draw(st.one_of(SENT, NEAR))
     assert accepts(param, raw) == allowed_by(param.schema, raw), (key, raw)
+
+
+def test_every_parameter_taking_a_date_refuses_one_after_today_naming_it():
+    """One rule for dates in the future, declared once: whatever takes a date has it."""
+    today = date(2026, 11, 20)
+    dated = {
+        key: param
+        for key, param in EVERY_PARAM.items()
+        if param.schema["type"] == "string"
+        and re.search(param.schema["pattern"], "2198-12-31")
+        and not re.search(param.schema["pattern"], "2198-12-32")  # a date, not any text
+    }
+    assert len(dated) >= 9  # records (two routes) and candles: start, end; rates, convert,
+    # series: date, start, end; the dashboard: date
+    for key, param in dated.items():
+        req = falcon.testing.create_req(query_string=f"{param.name}=2026-11-22")
+        with pytest.raises(BadRequest) as refused:
+            param.parse(req, today)
+        assert refused.value.message.startswith(
+            f"Bad Request: {param.name} parameter is in the future"
+        ), key
+        req = falcon.testing.create_req(query_string=f"{param.name}=2026-11-20")
+        param.parse(req, today)  # today itself is taken

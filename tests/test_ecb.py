@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from relay import fx
 from tests.upstreams import (
     SAMPLES,
     FakeECB,
@@ -327,3 +328,97 @@ def test_latest_is_cacheable_only_until_the_next_publication(loaded, app, out_he
     resp = get(app, "rates", {"symbols": "USD"}, out_headers)
     # NOW is Tuesday 09:00 UTC; the next publication is 16:00 CEST = 14:00 UTC: 5 hours.
     assert resp.headers["Cache-Control"] == "private, max-age=18000"
+
+
+# -- dates never silently substituted ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("year", "sunday"),
+    [(1999, "04-04"), (2000, "04-23"), (2008, "03-23"), (2011, "04-24"), (2018, "04-01"),
+     (2019, "04-21"), (2024, "03-31"), (2025, "04-20"), (2038, "04-25"), (2285, "03-22")],
+)  # fmt: skip
+def test_easter_is_computed_for_any_year(year, sunday):
+    assert fx.easter(year) == date.fromisoformat(f"{year}-{sunday}")
+
+
+def test_target_business_days():
+    closed = ["2024-01-01", "2024-03-29", "2024-04-01", "2024-05-01", "2024-12-25",
+              "2024-12-26", "2025-04-18", "2025-04-21", "2024-06-08", "2024-06-09"]  # fmt: skip
+    open_ = ["2024-01-02", "2024-03-28", "2024-04-02", "2024-05-02", "2024-12-24",
+             "2024-12-27", "2024-12-31", "2025-04-17", "2025-04-22", "2024-06-10"]  # fmt: skip
+    assert not any(fx.business_day(date.fromisoformat(d)) for d in closed)
+    assert all(fx.business_day(date.fromisoformat(d)) for d in open_)
+    # Christmas Eve 2024 is a Tuesday: after it, Wednesday and Thursday are closed.
+    assert fx.previous_business_day(date(2024, 12, 27)) == date(2024, 12, 24)
+    assert fx.previous_business_day(date(2025, 4, 22)) == date(2025, 4, 17)
+
+
+def later_app(make_app, config, today: str):
+    """The loaded rates (to 2018-06-11), read by a service whose clock says ``today``."""
+    now = datetime.combine(date.fromisoformat(today), datetime.min.time(), UTC)
+    return make_app(config, now=lambda: now.replace(hour=12))
+
+
+def test_rates_name_the_date_asked_and_the_date_used(loaded, app, out_headers):
+    data = get(app, "rates", {"date": "2018-06-10", "symbols": "USD"}, out_headers).json["data"]
+    assert data["date_requested"] == "2018-06-10" and data["date"] == "2018-06-08"
+    # Today (a Tuesday) before 16:00 CET: the rates of the business day before.
+    data = get(app, "rates", {"date": "2018-06-12", "symbols": "USD"}, out_headers).json["data"]
+    assert data["date_requested"] == "2018-06-12" and data["date"] == "2018-06-11"
+    query = {"from": "USD", "to": "JPY", "date": "2018-06-09"}
+    data = get(app, "convert", query, out_headers).json["data"]
+    assert data["date_requested"] == "2018-06-09" and data["date"] == "2018-06-08"
+
+
+@pytest.mark.parametrize("route", ["rates", "convert"])
+def test_a_date_past_the_previous_business_day_is_404_naming_the_newest_day(
+    loaded, make_app, config, out_headers, route
+):
+    app = later_app(make_app, config, "2020-03-10")
+    query = {"date": "2020-03-02", **({"from": "USD", "to": "JPY"} if route == "convert" else {})}
+    resp = get(app, route, query, out_headers, status=404)
+    assert "2018-06-11" in resp.json["message"] and "2020-03-02" in resp.json["message"]
+    assert resp.json["data"] == {"date_requested": "2020-03-02", "newest": "2018-06-11"}
+    # Wednesday 2018-06-13: Tuesday's rates are not held, Monday's are two business days back.
+    resp = get(app, route, {**query, "date": "2018-06-13"}, out_headers, status=404)
+    assert resp.json["data"]["newest"] == "2018-06-11"
+    # Sunday 2018-06-17 may mean Friday 2018-06-15, not held either.
+    get(app, route, {**query, "date": "2018-06-17"}, out_headers, status=404)
+    # A date before the days held (but after 1999-01-04) is no different.
+    resp = get(app, route, {**query, "date": "2017-01-02"}, out_headers, status=404)
+    assert resp.json["data"]["newest"] == "2018-06-11"
+
+
+def test_a_series_over_days_not_held_is_404_naming_them(loaded, make_app, config, out_headers):
+    app = later_app(make_app, config, "2020-03-10")
+    query = {"start": "2020-01-01", "end": "2020-01-31", "symbols": "USD"}
+    resp = get(app, "rates/series", query, out_headers, status=404)
+    assert "2018-06-11" in resp.json["message"]
+    assert resp.json["data"] == {"end": "2020-01-31", "newest": "2018-06-11"}
+    # Without an end the series runs to the newest day held: a start after it has none.
+    resp = get(app, "rates/series", {"start": "2020-01-01"}, out_headers, status=404)
+    assert resp.json["data"] == {"start": "2020-01-01", "newest": "2018-06-11"}
+    # A range that runs past the days held would stop short of its end without a word.
+    resp = get(app, "rates/series", {"start": "2018-06-01", "end": "2018-07-31"}, out_headers,
+               status=404)  # fmt: skip
+    assert resp.json["data"]["newest"] == "2018-06-11"
+    # Or start after its start: the days held begin on 2018-03-14.
+    resp = get(app, "rates/series", {"start": "2018-03-01", "end": "2018-03-20"}, out_headers,
+               status=404)  # fmt: skip
+    assert resp.json["data"] == {
+        "start": "2018-03-01", "held_from": "2018-03-14", "newest": "2018-06-11"
+    }  # fmt: skip
+
+
+def test_a_series_over_days_held_without_publications_is_an_explicit_empty_range(
+    loaded, app, out_headers
+):
+    query = {"start": "2018-06-09", "end": "2018-06-10", "symbols": "USD"}
+    data = get(app, "rates/series", query, out_headers).json["data"]
+    assert data == {"base": "EUR", "start": "2018-06-09", "end": "2018-06-10", "rates": {}}
+    # Today, before its publication, ends at the business day before.
+    query = {"start": "2018-06-08", "end": "2018-06-12", "symbols": "USD"}
+    assert list(get(app, "rates/series", query, out_headers).json["data"]["rates"]) == [
+        "2018-06-08", "2018-06-11"
+    ]  # fmt: skip

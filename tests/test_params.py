@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
@@ -139,3 +140,51 @@ def test_declared_names_pass_and_the_check_runs_after_the_token_check(app):
     )
     app.get(records, {"symbol": "BTC", "junk": "1"}, status=401)
     assert app.get("/static/app.js?v=0ld").headers["Cache-Control"] == "no-cache"  # sinks: own
+
+
+# -- one rule for dates in the future ------------------------------------------------------
+
+TODAY = "2026-11-20"
+NOON = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def clocked(data, make_app, config):
+    """The app on a clock that says it is noon UTC on TODAY."""
+    return make_app(config, now=lambda: NOON)
+
+
+def future_refused(resp, name: str) -> bool:
+    if resp.status_int != 400 or "in the future" not in resp.json["message"]:
+        return False
+    assert resp.json["message"].startswith(f"Bad Request: {name} parameter is in the future")
+    assert resp.json["data"] == {"parameter": name, "today": TODAY}
+    return True
+
+
+@pytest.mark.parametrize(("path", "name"), DATE_PARAMS, ids=[f"{p}:{n}" for p, n in DATE_PARAMS])
+def test_a_date_after_today_is_400_naming_the_parameter_on_every_route(clocked, path, name):
+    def ask(value):
+        query = {**REQUIRED[path], name: value}
+        return clocked.get(path, query, headers=bearer("relay:out"), expect_errors=True)
+
+    exclusive_end = (path, name) in TIME_PARAMS and name == "end"
+    # An end, which excludes its moment, may be the next midnight (to take all of today).
+    assert future_refused(ask("2026-11-21"), name) is not exclusive_end
+    assert future_refused(ask("2026-11-22"), name)
+    assert future_refused(ask("2198-12-31"), name)
+    assert not future_refused(ask(TODAY), name)
+    if (path, name) in TIME_PARAMS:
+        # A start is refused from the next midnight (UTC) on; an end past it.
+        assert not future_refused(ask("2026-11-20T23:59:59Z"), name)
+        assert future_refused(ask("2026-11-21T00:00:00Z"), name) is (name == "start")
+        assert future_refused(ask("2026-11-21T00:00:01Z"), name)
+        assert not future_refused(ask("2026-11-21T00:30:00+01:00"), name)
+
+
+def test_the_document_states_the_rule_for_every_date_parameter():
+    for path, name in DATE_PARAMS:
+        (param,) = [
+            p for p in openapi.document()["paths"][path]["get"]["parameters"] if p["name"] == name
+        ]
+        assert "not after today (UTC)" in param["description"], (path, name)
