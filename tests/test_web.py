@@ -326,11 +326,11 @@ def test_converter_converts_on_a_chosen_date(open_page, site):
     expect(error).to_be_visible()
     expect(page.locator("#fx-result")).to_have_text("")
     answer = site.api("convert", **{"from": "JPY", "to": "USD"}, date="2001-01-02")
-    assert (answer.status_code, answer.json()["message"]) == (
-        404,
-        "Not Found: no rates stored for that date",
+    said = (
+        "no rates for 2001-01-02 or the business day before it; the newest day held is 2018-06-11"
     )
-    expect(error).to_have_text("No rates stored for that date.")
+    assert (answer.status_code, answer.json()["message"]) == (404, f"Not Found: {said}")
+    expect(error).to_have_text(f"N{said[1:]}.")
 
 
 def test_an_expired_token_shows_a_readable_error(open_page, site):
