@@ -17,14 +17,17 @@ from relay.migrate import migrate, migration_files
 from relay.sources.cmc import store as coin_store
 from relay.sources.cmc.client import Coin
 
-# The dashboard as it was before the changes were stored (sql/010): every coin's changes
-# worked out per request from the closes 1, 7 and 30 days before. The reference.
+# The dashboard worked out per request, as it was before the changes were stored (sql/010):
+# every coin's changes from the closes 1, 7 and 30 days before; and, since sql/013, the
+# snapshot's own changes on the latest snapshot's day (when it has any), or on another day
+# where a close is missing for a change the snapshot has. The reference.
 REFERENCE = """
     SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
         t.close AS price,
-        round((t.close / nullif(back.d1, 0) - 1) * 100, 4) AS change_24h,
-        round((t.close / nullif(back.d7, 0) - 1) * 100, 4) AS change_7d,
-        round((t.close / nullif(back.d30, 0) - 1) * 100, 4) AS change_1m,
+        CASE WHEN src.snapshot THEN {cmc_24h} ELSE k.change_24h END AS change_24h,
+        CASE WHEN src.snapshot THEN {cmc_7d} ELSE k.change_7d END AS change_7d,
+        CASE WHEN src.snapshot THEN {cmc_30d} ELSE k.change_1m END AS change_1m,
+        CASE WHEN src.snapshot THEN 'cmc_snapshot' ELSE 'daily_closes' END AS changes_from,
         t.volume AS volume_24h, t.market_cap,
         count(*) OVER () AS total
     FROM coin_daily AS t
@@ -35,6 +38,21 @@ REFERENCE = """
             (SELECT close FROM coin_daily WHERE coin_id = t.coin_id AND day = t.day - 7) AS d7,
             (SELECT close FROM coin_daily WHERE coin_id = t.coin_id AND day = t.day - 30) AS d30
     ) AS back
+    CROSS JOIN LATERAL (
+        SELECT
+            round((t.close / nullif(back.d1, 0) - 1) * 100, 4) AS change_24h,
+            round((t.close / nullif(back.d7, 0) - 1) * 100, 4) AS change_7d,
+            round((t.close / nullif(back.d30, 0) - 1) * 100, 4) AS change_1m
+    ) AS k
+    CROSS JOIN LATERAL (
+        SELECT CASE
+            WHEN t.day = (SELECT max((taken_at AT TIME ZONE 'UTC')::date) FROM cmc_snapshot)
+            THEN {cmc_24h} IS NOT NULL OR {cmc_7d} IS NOT NULL OR {cmc_30d} IS NOT NULL
+            ELSE ({cmc_24h} IS NOT NULL AND k.change_24h IS NULL)
+              OR ({cmc_7d} IS NOT NULL AND k.change_7d IS NULL)
+              OR ({cmc_30d} IS NOT NULL AND k.change_1m IS NULL)
+        END AS snapshot
+    ) AS src
     WHERE t.day = %(day)s
       AND (%(symbols)s::text[] IS NULL OR c.id IN (
           SELECT DISTINCT ON (upper(symbol)) id FROM coin
@@ -43,6 +61,9 @@ REFERENCE = """
     ORDER BY {order} {direction} NULLS LAST, c.rank ASC NULLS LAST, c.id
     LIMIT %(limit)s OFFSET %(offset)s
 """
+# CoinMarketCap's changes of a day's row: none before sql/013.
+CMC_COLUMNS = {f"cmc_{n}": sql.SQL(f"t.cmc_change_{n}") for n in ("24h", "7d", "30d")}
+NO_CMC_COLUMNS = {key: sql.SQL("NULL::numeric") for key in CMC_COLUMNS}
 REFERENCE_ORDER = {
     "crypto": "lower(c.name)",
     "price": "price",
@@ -55,19 +76,22 @@ REFERENCE_ORDER = {
 NUMBERS = ("price", "change_24h", "change_7d", "change_1m", "volume_24h", "market_cap")
 
 
-def reference(conn, day, symbols, order_by, descending, limit, offset):
-    """(day, total, rows) as the dashboard answered before, numbers as the answer shows them."""
+def reference(conn, day, symbols, order_by, descending, limit, offset, *, cmc=CMC_COLUMNS):
+    """(day, total, rows) as the dashboard answers, worked out per request, numbers as the
+    answer shows them. ``cmc``: where a row's CoinMarketCap changes are."""
     day = day or conn.execute("SELECT max(day) FROM coin_daily").fetchone()[0]
     if day is None:
         return None, 0, []
+    # the snapshot's changes are columns, spliced as the order is (the rest is bound)
     query = sql.SQL(REFERENCE).format(
         order=sql.SQL(REFERENCE_ORDER[order_by]),
         direction=sql.SQL("DESC" if descending else "ASC"),
+        **cmc,
     )
     args = {"day": day, "symbols": [s.upper() for s in symbols] if symbols else None,
             "limit": limit, "offset": offset}  # fmt: skip
     rows = conn.execute(query, args).fetchall()
-    names = ("id", "name", "symbol", "has_logo", *NUMBERS)
+    names = ("id", "name", "symbol", "has_logo", *NUMBERS[:4], "changes_from", *NUMBERS[4:])
     out = [dict(zip(names, row[:-1], strict=True)) for row in rows]
     for row in out:
         for key in NUMBERS:
@@ -104,6 +128,12 @@ def random_close(rnd):
     return rnd.choice(CLOSES) if rnd.random() < 0.5 else Decimal(rnd.randint(1, 4000)) / 100
 
 
+def random_change(rnd):
+    """A change as CoinMarketCap sends it: often many digits, sometimes missing or tied."""
+    return rnd.choice([None, Decimal("0"), Decimal("1.5"), Decimal("-2.25"),
+                       Decimal(rnd.randint(-10**9, 10**9)) / 10**7])  # fmt: skip
+
+
 def history_rows(rnd, n):
     rows = []
     for _ in range(n):
@@ -124,8 +154,9 @@ def snapshot(rnd, conn, taken_at):
         rank = None if rnd.random() < 0.2 else rnd.randint(1, 6)  # ties and nulls
         volume = rnd.choice([None, Decimal(rnd.randint(0, 3))])
         cap = rnd.choice([None, Decimal(9)])
+        changes = [random_change(rnd) for _ in range(3)] if rnd.random() < 0.7 else [None] * 3
         coins.append(Coin(i + 1, name, symbol, name.lower(), rank, price, volume, cap,
-                          None, None, None, None, None))  # fmt: skip
+                          None, *changes, None))  # fmt: skip
     coin_store.store_snapshot(conn, uuid.uuid4(), taken_at, coins)
 
 
@@ -263,7 +294,7 @@ def test_the_migration_works_out_the_days_already_held(server_url, tmp_path):
                             "VALUES (%s, %s, %s, %s)",
                             (coin, START + timedelta(days=day), random_close(rnd), coin),
                         )
-            want = [reference(conn, None, None, o, d, 100, 0)
+            want = [reference(conn, None, None, o, d, 100, 0, cmc=NO_CMC_COLUMNS)
                     for o in coin_store.DASHBOARD_ORDER for d in (False, True)]  # fmt: skip
         migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:

@@ -69,11 +69,15 @@ INSERT_QUOTES = """
     FROM coin_stage AS s JOIN coin AS c ON c.cmc_id = s.cmc_id
     ORDER BY c.id
 """
-# The snapshot's day grows like a candle: first price opens, extremes, last closes.
+# The snapshot's day grows like a candle: first price opens, extremes, last closes; the last
+# also leaves CoinMarketCap's own changes (sql/013_dashboard_cmc_changes.sql: a trigger marks
+# the rows of the latest snapshot's day, whose changes the dashboard shows).
 UPSERT_DAY_FROM_SNAPSHOT = """
-    INSERT INTO coin_daily AS d (coin_id, day, open, high, low, close, volume, market_cap)
+    INSERT INTO coin_daily AS d (coin_id, day, open, high, low, close, volume, market_cap,
+        cmc_change_24h, cmc_change_7d, cmc_change_30d)
     SELECT DISTINCT ON (c.id) c.id, (%(taken_at)s AT TIME ZONE 'UTC')::date,
-        s.price, s.price, s.price, s.price, s.volume_24h, s.market_cap
+        s.price, s.price, s.price, s.price, s.volume_24h, s.market_cap,
+        s.percent_change_24h, s.percent_change_7d, s.percent_change_30d
     FROM coin_stage AS s JOIN coin AS c ON c.cmc_id = s.cmc_id
     WHERE s.price IS NOT NULL
     ORDER BY c.id
@@ -83,7 +87,16 @@ UPSERT_DAY_FROM_SNAPSHOT = """
         low = least(d.low, EXCLUDED.low),
         close = EXCLUDED.close,
         volume = EXCLUDED.volume,
-        market_cap = EXCLUDED.market_cap
+        market_cap = EXCLUDED.market_cap,
+        cmc_change_24h = EXCLUDED.cmc_change_24h,
+        cmc_change_7d = EXCLUDED.cmc_change_7d,
+        cmc_change_30d = EXCLUDED.cmc_change_30d
+"""
+# A snapshot of a later day makes the days before it past days (by their partial index).
+UNMARK_PAST_SNAPSHOT_DAYS = """
+    UPDATE coin_daily SET snapshot_latest = false
+    WHERE snapshot_latest
+      AND day < (SELECT (max(taken_at) AT TIME ZONE 'UTC')::date FROM cmc_snapshot)
 """
 
 COINS_WITHOUT_LOGO = """
@@ -151,7 +164,8 @@ INSERT_HISTORY_DAYS = """
 """
 
 # Dashboard: the coins with a close on the day and the changes stored with it (against
-# 1, 7 and 30 days before, null where that day is missing: sql/010_dashboard_changes.sql),
+# 1, 7 and 30 days before, null where that day is missing: sql/010_dashboard_changes.sql;
+# or CoinMarketCap's own, and which: sql/013_dashboard_cmc_changes.sql),
 # sorted by a column chosen from a fixed list, nulls last in both directions, then by
 # rank and id. The day held last is the default. Numbers come as the database writes
 # them (text), which is what the answer shows: no Decimal made and formatted per value.
@@ -162,7 +176,9 @@ DASHBOARD_DAY = """
 # Chosen coins: a handful of rows, sorted whole.
 DASHBOARD = """
     SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
-        t.close::text AS price, t.change_24h::text, t.change_7d::text, t.change_1m::text,
+        t.close::text AS price, t.shown_change_24h::text AS change_24h,
+        t.shown_change_7d::text AS change_7d, t.shown_change_1m::text AS change_1m,
+        CASE WHEN t.shown_from_snapshot THEN 'cmc_snapshot' ELSE 'daily_closes' END,
         t.volume::text AS volume_24h, t.market_cap::text, t.day, count(*) OVER () AS total
     FROM coin_daily AS t
     JOIN coin AS c ON c.id = t.coin_id
@@ -181,7 +197,9 @@ DASHBOARD = """
 # its page, or else by DASHBOARD_PRESENT; coin_day holds the total.
 DASHBOARD_WITH_VALUE = """
     SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
-        t.close::text AS price, t.change_24h::text, t.change_7d::text, t.change_1m::text,
+        t.close::text AS price, t.shown_change_24h::text AS change_24h,
+        t.shown_change_7d::text AS change_7d, t.shown_change_1m::text AS change_1m,
+        CASE WHEN t.shown_from_snapshot THEN 'cmc_snapshot' ELSE 'daily_closes' END,
         t.volume::text AS volume_24h, t.market_cap::text, t.day, (SELECT coins FROM coin_day
             WHERE day = coalesce(%(day)s::date, (SELECT max(day) FROM coin_day))) AS total
     FROM coin_daily AS t
@@ -193,7 +211,9 @@ DASHBOARD_WITH_VALUE = """
 """
 DASHBOARD_WITHOUT_VALUE = """
     SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
-        t.close::text AS price, t.change_24h::text, t.change_7d::text, t.change_1m::text,
+        t.close::text AS price, t.shown_change_24h::text AS change_24h,
+        t.shown_change_7d::text AS change_7d, t.shown_change_1m::text AS change_1m,
+        CASE WHEN t.shown_from_snapshot THEN 'cmc_snapshot' ELSE 'daily_closes' END,
         t.volume::text AS volume_24h, t.market_cap::text, t.day, NULL AS total
     FROM coin_daily AS t
     JOIN coin AS c ON c.id = t.coin_id
@@ -207,9 +227,9 @@ DASHBOARD_PRESENT = """
 DASHBOARD_ORDER = {
     "crypto": "lower(c.name)",
     "price": "t.close",
-    "24h": "t.change_24h",
-    "7d": "t.change_7d",
-    "1m": "t.change_1m",
+    "24h": "t.shown_change_24h",
+    "7d": "t.shown_change_7d",
+    "1m": "t.shown_change_1m",
     "24h-volume": "t.volume",
     "market_cap": "t.market_cap",
 }
@@ -217,7 +237,7 @@ DASHBOARD_ORDER = {
 _NEVER_NULL = frozenset({"crypto", "price"})
 DASHBOARD_COLUMNS = (
     "id", "name", "symbol", "has_logo", "price", "change_24h", "change_7d", "change_1m",
-    "volume_24h", "market_cap",
+    "changes_from", "volume_24h", "market_cap",
 )  # fmt: skip
 
 # Search: exact symbol, then exact name, then prefix, then substring; best rank first.
@@ -250,6 +270,7 @@ def store_snapshot(
         cur.execute(INSERT_QUOTES, {"id": snapshot_id})
         stored = cur.rowcount
         cur.execute(UPSERT_DAY_FROM_SNAPSHOT, {"taken_at": taken_at})
+        cur.execute(UNMARK_PAST_SNAPSHOT_DAYS)
     announce(conn, "coins")
     return stored
 
