@@ -381,15 +381,64 @@ def test_a_page_reads_about_the_rows_it_shows_in_every_order(market, conn):
         # each row and its coin, and the rest of the equal values cut at the page's end
         assert rows["coin_daily"] <= 105 and rows["coin"] <= 105, (order_by, plan)
     # Past the coins with a 24h change, those without (one in ten) come from their index.
-    query = sql.SQL(coin_store.DASHBOARD_WITHOUT_VALUE).format(order=sql.SQL("t.change_24h"))
+    query = sql.SQL(coin_store.DASHBOARD_WITHOUT_VALUE).format(
+        order=sql.SQL(coin_store.DASHBOARD_ORDER["24h"])
+    )
     rows, plan = read_rows(conn, query, {"day": DAY, "limit": 100, "offset": 200})
     assert "Seq Scan on coin_daily" not in plan, plan
     assert rows["coin_daily"] <= 500, plan
     # On the first day no coin has a 1m change: they are read by rank, a page at a time.
     first = date(2022, 11, 23)
-    query = sql.SQL(coin_store.DASHBOARD_WITHOUT_VALUE).format(order=sql.SQL("t.change_1m"))
+    query = sql.SQL(coin_store.DASHBOARD_WITHOUT_VALUE).format(
+        order=sql.SQL(coin_store.DASHBOARD_ORDER["1m"])
+    )
     rows, plan = read_rows(conn, query, {"day": first, "limit": 100, "offset": 0})
     assert "coin_rank_idx" in plan, plan
     assert rows["coin_daily"] <= 105 and rows["coin"] <= 105, plan
     total, page = coin_store.dashboard(conn, first, None, "1m", True, 100, 0)[1:]
     assert total == 5000 and [r["id"] for r in page] == list(range(1, 101))
+
+
+def test_a_page_of_the_snapshots_changes_reads_about_the_rows_it_shows(market, conn):
+    """On the latest snapshot's day the changes shown are CoinMarketCap's: still by index."""
+    conn.execute(
+        "INSERT INTO cmc_snapshot (id, taken_at, coins) VALUES (%s, %s, 5000)",
+        (uuid.uuid4(), datetime.combine(DAY, time(12), UTC)),
+    )
+    # CoinMarketCap's figures for the day, in another order than the closes'; none for
+    # one coin in ten, whose row shows the closes' changes.
+    conn.execute(
+        """
+        UPDATE coin_daily
+        SET cmc_change_24h = ((coin_id * 104729) %% 20011) / 4.0 - 1000,
+            cmc_change_7d = ((coin_id * 7919) %% 30011) / 1000.0 - 15,
+            cmc_change_30d = ((coin_id * 15485863) %% 50021) / 1000.0 - 25
+        WHERE day = %s AND coin_id %% 10 <> 3
+        """,
+        (DAY,),
+    )
+    conn.execute("VACUUM ANALYZE coin_daily")
+    assert conn.execute(
+        "SELECT count(*) FILTER (WHERE snapshot_latest), count(*) FILTER (WHERE "
+        "shown_from_snapshot) FROM coin_daily WHERE day = %s", (DAY,)
+    ).fetchone() == (4500, 4500)  # fmt: skip
+    for order_by, descending in itertools.product(("24h", "7d", "1m"), (False, True)):
+        order = sql.SQL(coin_store.DASHBOARD_ORDER[order_by])
+        direction = sql.SQL("DESC" if descending else "ASC")
+        query = sql.SQL(coin_store.DASHBOARD_WITH_VALUE).format(order=order, direction=direction)
+        rows, plan = read_rows(conn, query, {"day": None, "limit": 100, "offset": 0})
+        assert "Seq Scan on coin_daily" not in plan and "Seq Scan on coin " not in plan, plan
+        assert rows["coin_daily"] <= 105 and rows["coin"] <= 105, (order_by, plan)
+    day, total, page = coin_store.dashboard(conn, None, None, "24h", True, 20, 0)
+    assert (day, total) == (DAY, 5000)
+    want = conn.execute(
+        """
+        SELECT coin_id, coalesce(cmc_change_24h, change_24h)::text,
+            CASE WHEN cmc_change_24h IS NULL THEN 'daily_closes' ELSE 'cmc_snapshot' END
+        FROM coin_daily WHERE day = %s
+        ORDER BY coalesce(cmc_change_24h, change_24h) DESC NULLS LAST, coin_id LIMIT 20
+        """,
+        (DAY,),
+    ).fetchall()
+    assert [(r["id"], r["change_24h"], r["changes_from"]) for r in page] == want
+    assert {r["changes_from"] for r in page} == {"cmc_snapshot", "daily_closes"}
