@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -532,3 +533,89 @@ def test_logos_are_fetched_concurrently_up_to_the_relay_in_concurrency(
     assert resp.json["data"]["logos"] == {"stored": 40, "failed": 0, "complete": True}
     assert scalar(conn, "SELECT count(DISTINCT logo_id) FROM coin") == 40
     assert 2 <= cmc.max_logos_in_flight <= 4
+
+
+# -- the dashboard's changes: CoinMarketCap's own on the latest snapshot's day --------------
+
+
+def with_changes(listing: dict, h24, d7, d30) -> dict:
+    """A listing whose quote carries these changes (JSON numbers, or absent for None)."""
+    usd = listing["quote"]["USD"]
+    for key, value in (("24h", h24), ("7d", d7), ("30d", d30)):
+        usd.pop(f"percent_change_{key}", None)
+        if value is not None:
+            usd[f"percent_change_{key}"] = Decimal(value)
+    return listing
+
+
+def test_a_new_install_shows_coinmarketcaps_changes_digit_for_digit(
+    app, cmc, in_headers, out_headers
+):
+    cmc.raw_listings = (SAMPLES / "cmc_listings_latest_2020-06-30.json").read_text()
+    app.post(IN, headers=in_headers, status=201)
+    # The changes as CoinMarketCap wrote them (the 2020 listings have no 30d change).
+    listings = json.loads(cmc.raw_listings, parse_float=str)["data"]
+    sent = {
+        coin["symbol"]: (
+            coin["quote"]["USD"]["percent_change_24h"],
+            coin["quote"]["USD"]["percent_change_7d"],
+        )
+        for coin in listings
+    }
+    data = dashboard(app, out_headers, limit=100).json["data"]
+    assert data["date"] == "2020-06-30" and data["total"] == 10 == len(sent)
+    for row in data["rows"]:
+        assert (row["change_24h"], row["change_7d"]) == sent[row["symbol"]], row
+        assert row["change_1m"] is None and row["changes_from"] == "cmc_snapshot"
+    assert any(row["change_24h"] == "-0.0920171" for row in data["rows"])
+
+
+def test_past_days_show_the_changes_from_closes_falling_back_to_the_snapshots_per_row(
+    history, app, cmc, in_headers, out_headers, clock_now
+):
+    # The history's last day (its closes unchanged): BTC and DOGE with CoinMarketCap's
+    # changes, ETH without any; BCH not listed.
+    cmc.listings = [
+        with_changes(cmc_listing(1, "Bitcoin", "BTC", 1, "16340"), "2.123456789012", "-3.5",
+                     "12.25"),
+        with_changes(cmc_listing(74, "Dogecoin", "DOGE", 9, "0.114"), "0.5", "1.25", "30.125"),
+        with_changes(cmc_listing(1027, "Ethereum", "ETH", 2, "1030"), None, None, None),
+    ]  # fmt: skip
+    app.post(IN, headers=in_headers, status=201)
+    rows = {r["symbol"]: r for r in dashboard(app, out_headers).json["data"]["rows"]}
+    shown = {s: (r["change_24h"], r["change_7d"], r["change_1m"], r["changes_from"])
+             for s, r in rows.items()}  # fmt: skip
+    assert shown == {
+        "BTC": ("2.123456789012", "-3.5", "12.25", "cmc_snapshot"),
+        "DOGE": ("0.5", "1.25", "30.125", "cmc_snapshot"),
+        "ETH": (pct("1030", "1035"), pct("1030", "1065"), pct("1030", "1180"), "daily_closes"),
+        "BCH": ("0.0000", "0.0000", "0.0000", "daily_closes"),
+    }
+    # Ordered by what is shown, in both directions.
+    for order_type, symbols in (("desc", ["BTC", "DOGE", "BCH", "ETH"]),
+                                ("asc", ["ETH", "BCH", "DOGE", "BTC"])):  # fmt: skip
+        rows = dashboard(app, out_headers, order_by="24h", order_type=order_type).json["data"]
+        assert [r["symbol"] for r in rows["rows"]] == symbols, order_type
+
+    # A day later the history's last day is a past day: its closes, where they hold.
+    clock_now["now"] = datetime(2022, 12, 25, 12, tzinfo=UTC)
+    cmc.listings = [
+        with_changes(cmc_listing(1, "Bitcoin", "BTC", 1, "16350"), "0.0612", "1", "2"),
+    ]
+    app.post(IN, headers=in_headers, status=201)
+    rows = dashboard(app, out_headers, date=str(LAST)).json["data"]["rows"]
+    shown = {r["symbol"]: (r["change_24h"], r["change_7d"], r["change_1m"], r["changes_from"])
+             for r in rows}  # fmt: skip
+    assert shown == {
+        "BTC": (pct("16340", "16330"), pct("16340", "16270"), pct("16340", "16040"),
+                "daily_closes"),
+        # no close 30 days before: the snapshot's changes, all three
+        "DOGE": ("0.5", "1.25", "30.125", "cmc_snapshot"),
+        "ETH": (pct("1030", "1035"), pct("1030", "1065"), pct("1030", "1180"), "daily_closes"),
+        "BCH": ("0.0000", "0.0000", "0.0000", "daily_closes"),
+    }  # fmt: skip
+    latest = dashboard(app, out_headers).json["data"]
+    assert latest["date"] == "2022-12-25"
+    assert [(r["symbol"], r["change_24h"], r["changes_from"]) for r in latest["rows"]] == [
+        ("BTC", "0.0612", "cmc_snapshot")
+    ]
