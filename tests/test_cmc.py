@@ -265,6 +265,7 @@ def test_dashboard_rows_worked_out_by_hand(history, app, out_headers):
         "change_24h": pct("16340", "16330"),
         "change_7d": pct("16340", "16270"),
         "change_1m": pct("16340", "16040"),
+        "changes_from": "daily_closes",  # imported history: no snapshot's changes
         "volume_24h": "1034.5",
         "market_cap": "16340000",
     }
