@@ -442,3 +442,69 @@ def test_a_page_of_the_snapshots_changes_reads_about_the_rows_it_shows(market, c
     ).fetchall()
     assert [(r["id"], r["change_24h"], r["changes_from"]) for r in page] == want
     assert {r["changes_from"] for r in page} == {"cmc_snapshot", "daily_closes"}
+
+
+def test_the_migration_takes_each_days_changes_from_its_last_snapshot(server_url, tmp_path):
+    name = f"relay_cmc_changes_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
+    try:
+        for _, path in migration_files():
+            if path.name < "013":
+                (tmp_path / path.name).write_text(path.read_text())
+        migrate(url, tmp_path)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(CREATE_COINS_BEFORE_010)
+            # Two snapshots on the first day (the later one, without a price for coin 2,
+            # wrote no close for it), one on the next; the quotes as each said them.
+            snapshots = [
+                (datetime(2024, 1, 1, 8, tzinfo=UTC),
+                 {1: ("1", "0.123456789", "-1", None), 2: ("2", "5", "6", "7")}),
+                (datetime(2024, 1, 1, 20, tzinfo=UTC),
+                 {1: ("1.5", "0.25", "-2", "3"), 2: (None, "9", "9", "9")}),
+                (datetime(2024, 1, 2, 9, tzinfo=UTC),
+                 {1: ("1.6", "-0.0000001", None, None), 3: ("3", None, None, None)}),
+            ]  # fmt: skip
+            for taken_at, quotes in snapshots:
+                snapshot_id = uuid.uuid4()
+                conn.execute(
+                    "INSERT INTO cmc_snapshot (id, taken_at, coins) VALUES (%s, %s, %s)",
+                    (snapshot_id, taken_at, len(quotes)),
+                )
+                for coin_id, (price, h24, d7, d30) in quotes.items():
+                    conn.execute(
+                        "INSERT INTO cmc_quote (snapshot_id, coin_id, price, percent_change_24h,"
+                        " percent_change_7d, percent_change_30d) VALUES (%s, %s, %s, %s, %s, %s)",
+                        (snapshot_id, coin_id, price, h24, d7, d30),
+                    )
+                    if price is not None:
+                        conn.execute(
+                            "INSERT INTO coin_daily (coin_id, day, close) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (coin_id, day) DO UPDATE SET close = EXCLUDED.close",
+                            (coin_id, taken_at.date(), price),
+                        )
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            held = conn.execute(
+                "SELECT coin_id, day::text, cmc_change_24h::text, cmc_change_7d::text, "
+                "cmc_change_30d::text, snapshot_latest FROM coin_daily ORDER BY day, coin_id"
+            ).fetchall()
+            assert held == [
+                (1, "2024-01-01", "0.25", "-2", "3", False),
+                (2, "2024-01-01", "5", "6", "7", False),
+                (1, "2024-01-02", "-0.0000001", None, None, True),
+                (3, "2024-01-02", None, None, None, False),
+            ]
+            stored_equals_worked_out(conn)
+            page = coin_store.dashboard(conn, None, None, "24h", False, 10, 0)[2]
+            assert [(r["id"], r["change_24h"], r["changes_from"]) for r in page] == [
+                (1, "-0.0000001", "cmc_snapshot"), (3, None, "daily_closes")
+            ]  # fmt: skip
+            page = coin_store.dashboard(conn, date(2024, 1, 1), None, "7d", False, 10, 0)[2]
+            assert [(r["id"], r["change_7d"], r["changes_from"]) for r in page] == [
+                (1, "-2", "cmc_snapshot"), (2, "6", "cmc_snapshot")
+            ]  # fmt: skip
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
