@@ -28,13 +28,18 @@ DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "description":
 NULLABLE_DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 TIME = {"type": "string", "format": "date-time"}
 DATE = {"type": "string", "format": "date"}
+DATE_REQUESTED = {
+    "type": "string",
+    "pattern": r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2})$",
+    "description": "the date asked for (latest when none was); date is the day used",
+}
 SOURCES = [source.name for source in registry.SOURCES]
 
 ERROR_TEXT = {
     400: "Bad input; the message names the parameter",
     401: "Missing, malformed, expired or revoked token",
     403: "The token lacks the route's scope",
-    404: "Unknown symbol, currency or route",
+    404: "Unknown symbol, currency or route, or no data held for the dates asked",
     409: "A relay-in for the same source and symbol is already running",
     411: "A chunked body from a server that cannot say where it ends",
     413: "Body too large",
@@ -285,6 +290,12 @@ SCHEMAS = {
                             "change_24h": NULLABLE_DECIMAL,
                             "change_7d": NULLABLE_DECIMAL,
                             "change_1m": NULLABLE_DECIMAL,
+                            "changes_from": {
+                                "type": "string",
+                                "enum": ["cmc_snapshot", "daily_closes"],
+                                "description": "CoinMarketCap's own changes from the day's "
+                                "last snapshot, or the changes between daily closes",
+                            },
                             "volume_24h": NULLABLE_DECIMAL,
                             "market_cap": NULLABLE_DECIMAL,
                         }
@@ -312,7 +323,16 @@ SCHEMAS = {
             }
         )
     ),
-    "Rates": envelope(obj({"base": {"type": "string"}, "date": DATE, "rates": RATES_MAP})),
+    "Rates": envelope(
+        obj(
+            {
+                "base": {"type": "string"},
+                "date_requested": DATE_REQUESTED,
+                "date": DATE,
+                "rates": RATES_MAP,
+            }
+        )
+    ),
     "Series": envelope(
         obj(
             {
@@ -329,6 +349,7 @@ SCHEMAS = {
                 "from": {"type": "string"},
                 "to": {"type": "string"},
                 "amount": DECIMAL,
+                "date_requested": DATE_REQUESTED,
                 "date": DATE,
                 "rate": DECIMAL,
                 "result": DECIMAL,
