@@ -390,7 +390,19 @@ def test_a_date_past_the_previous_business_day_is_404_naming_the_newest_day(
     assert resp.json["data"]["newest"] == "2018-06-11"
 
 
-def test_a_series_over_days_not_held_is_404_naming_them(loaded, make_app, config, out_headers):
+def test_a_series_answers_the_days_held_and_is_404_naming_them_outside(
+    loaded, app, make_app, config, out_headers
+):
+    # Days held without a publication (a weekend): an explicit empty answer with the range.
+    query = {"start": "2018-06-09", "end": "2018-06-10", "symbols": "USD"}
+    data = get(app, "rates/series", query, out_headers).json["data"]
+    assert data == {"base": "EUR", "start": "2018-06-09", "end": "2018-06-10", "rates": {}}
+    # Today, before its publication, ends at the business day before.
+    query = {"start": "2018-06-08", "end": "2018-06-12", "symbols": "USD"}
+    assert list(get(app, "rates/series", query, out_headers).json["data"]["rates"]) == [
+        "2018-06-08", "2018-06-11"
+    ]  # fmt: skip
+
     app = later_app(make_app, config, "2020-03-10")
     query = {"start": "2020-01-01", "end": "2020-01-31", "symbols": "USD"}
     resp = get(app, "rates/series", query, out_headers, status=404)
@@ -409,16 +421,3 @@ def test_a_series_over_days_not_held_is_404_naming_them(loaded, make_app, config
     assert resp.json["data"] == {
         "start": "2018-03-01", "held_from": "2018-03-14", "newest": "2018-06-11"
     }  # fmt: skip
-
-
-def test_a_series_over_days_held_without_publications_is_an_explicit_empty_range(
-    loaded, app, out_headers
-):
-    query = {"start": "2018-06-09", "end": "2018-06-10", "symbols": "USD"}
-    data = get(app, "rates/series", query, out_headers).json["data"]
-    assert data == {"base": "EUR", "start": "2018-06-09", "end": "2018-06-10", "rates": {}}
-    # Today, before its publication, ends at the business day before.
-    query = {"start": "2018-06-08", "end": "2018-06-12", "symbols": "USD"}
-    assert list(get(app, "rates/series", query, out_headers).json["data"]["rates"]) == [
-        "2018-06-08", "2018-06-11"
-    ]  # fmt: skip
