@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import jwt
@@ -312,6 +314,45 @@ def test_revoke_takes_a_jti_or_a_subject_not_both_nor_neither(database_url):
         done = _cli("revoke", *args, env_extra=env)
         assert done.returncode == 2
         assert "jti" in done.stderr and "--sub" in done.stderr
+
+
+def test_serve_prints_a_token_for_each_scope_and_records_them(database_url, conn):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RELAY_JWT_SECRET")}
+    env.update(DATABASE_URL=database_url, RELAY_JWT_SECRET=SECRET, PORT=str(port))
+    env.update(WEB_CONCURRENCY="1")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "relay", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in serve.stdout], daemon=True).start()
+    printed = {}
+    try:
+        deadline = time.monotonic() + 60
+        while "web page" not in printed and time.monotonic() < deadline:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if "token (7 days):" in line:
+                scope, token = line.split(" token (7 days): ")
+                printed[scope.strip()] = token.strip()
+            elif "web page:" in line:
+                printed["web page"] = line
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    printed.pop("web page")
+    assert list(printed) == list(auth.SCOPES)  # three: relay:in, relay:out, relay:metrics
+    recorded = dict(conn.execute("SELECT jti, scope FROM issued_token WHERE sub = 'dev'"))
+    assert recorded == {
+        jwt.decode(token, SECRET, algorithms=["HS256"])["jti"]: scope
+        for scope, token in printed.items()
+    }
 
 
 def test_mint_rejects_unknown_scopes_and_bad_ttls():
