@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from relay import auth
 from relay.errors import Unauthorized
 from tests.conftest import OLD_SECRET, SECRET, bearer, eventually
+from tests.served import free_port
 
 OUT = "/relay-api/v1/relay-out/records"
 IN = "/relay-api/v1/relay-in"
@@ -241,9 +241,7 @@ def test_token_command_prints_the_jti_and_expiry_and_records_the_token(database_
 
 
 def test_token_command_without_a_database_says_so_and_prints_no_token():
-    with socket.socket() as probe:  # a port nothing listens on once closed
-        probe.bind(("127.0.0.1", 0))
-        unused_tcp_port = probe.getsockname()[1]
+    unused_tcp_port = free_port()  # nothing listens on it
     done = _cli(
         "token",
         "--sub",
@@ -317,9 +315,7 @@ def test_revoke_takes_a_jti_or_a_subject_not_both_nor_neither(database_url):
 
 
 def test_serve_prints_a_token_for_each_scope_and_records_them(database_url, conn):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RELAY_JWT_SECRET")}
     env.update(DATABASE_URL=database_url, RELAY_JWT_SECRET=SECRET, PORT=str(port))
     env.update(WEB_CONCURRENCY="1")
