@@ -169,7 +169,7 @@ def cmd_serve(args) -> int:
     dev = [auth.issue(secret, "dev", [scope], auth.parse_ttl("7d")) for scope in auth.SCOPES]
     record_tokens(env["DATABASE_URL"], *dev)  # so `relay revoke --sub dev` finds them
     for issued in dev:
-        print(f"  {issued.scope:<10} token (7 days): {issued.token}")
+        print(f"  {issued.scope:<13} token (7 days): {issued.token}")
     print(f"  web page: http://{server.bind}/ (paste the relay:out token); API docs: /docs")
     print(flush=True)
     gunicorn = subprocess.Popen(

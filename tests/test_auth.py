@@ -14,6 +14,7 @@ import time
 import jwt
 import psycopg
 import pytest
+import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from relay import auth
@@ -314,6 +315,13 @@ def test_revoke_takes_a_jti_or_a_subject_not_both_nor_neither(database_url):
         assert "jti" in done.stderr and "--sub" in done.stderr
 
 
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def test_serve_prints_a_token_for_each_scope_and_records_them(database_url, conn):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RELAY_JWT_SECRET")}
@@ -339,9 +347,12 @@ def test_serve_prints_a_token_for_each_scope_and_records_them(database_url, conn
                 printed[scope.strip()] = token.strip()
             elif "web page:" in line:
                 printed["web page"] = line
+        # Stopped once it answers: by then it forwards SIGTERM to gunicorn (none is left over).
+        health = f"http://127.0.0.1:{port}/health"
+        assert eventually(lambda: _answers(health), timeout=max(1, deadline - time.monotonic()))
     finally:
         serve.terminate()
-        serve.wait(30)
+        assert serve.wait(30) is not None
     printed.pop("web page")
     assert list(printed) == list(auth.SCOPES)  # three: relay:in, relay:out, relay:metrics
     recorded = dict(conn.execute("SELECT jti, scope FROM issued_token WHERE sub = 'dev'"))
