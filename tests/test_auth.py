@@ -296,6 +296,9 @@ def test_revoke_sub_refuses_every_token_of_that_subject_and_no_other(
     again = _cli("revoke", "--sub", "laptop", env_extra=env)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "revoked 0 token(s) of laptop; 3 already revoked; 1 expired"
+    # The subject is not barred: a token minted afterwards is accepted.
+    fresh = _token(database_url, "laptop").stdout.strip()
+    assert not any(_refused(app, fresh) for app in apps)
 
 
 def test_revoke_sub_of_an_unknown_subject_says_so(database_url, conn):
