@@ -175,8 +175,8 @@ export function formatDecimal(text, { places = null, sign = false, unit = "" } =
   return unit ? `${number} ${unit}` : number;
 }
 
-// A price: every digit, at least to the cent ("7" -> "7.00").
-export function formatPrice(text, unit = "") {
+// A price: every digit, at least to the cent ("7" -> "7.00"), then its currency if given.
+export function formatPrice(text, { unit = "" } = {}) {
   return formatDecimal(text, { places: 2, unit });
 }
 
@@ -599,7 +599,7 @@ async function calculateProfit() {
       const field = dd.dataset.field;
       dd.textContent = field === "profit_percent"
         ? formatPercent(data[field])
-        : formatPrice(data[field], data.quote || "");
+        : formatPrice(data[field], { unit: data.quote || "" });
       dd.className = field.startsWith("profit") ? trend(data[field]) : "";
     }
     result.querySelector('[data-field="price_then"]').textContent +=
@@ -647,7 +647,7 @@ const SVG = "http://www.w3.org/2000/svg";
 // not prices, so floating point is fine here.
 export function axisLabels(bottom, top, steps) {
   const step = (top - bottom) / steps;
-  const places = Math.min(8, Math.max(0, 1 - Math.floor(Math.log10(step))));
+  const places = Math.min(8, Math.max(0, 1 - Math.floor(Math.log10(step) + 1e-9)));
   return Array.from({ length: steps + 1 }, (_, i) =>
     groupDigits((bottom + step * i).toFixed(places)));
 }
@@ -721,7 +721,7 @@ function drawChart() {
   chart.replaceChildren(...nodes);
   const lastClose = candles[candles.length - 1].close;
   caption.textContent = `${plural(candles.length, `${market.interval} candle`)} of ${market.symbol}, ` +
-    `${formatTime(first)} to ${formatTime(last)}; last close ${formatPrice(lastClose, market.quote)}.`;
+    `${formatTime(first)} to ${formatTime(last)}; last close ${formatPrice(lastClose, { unit: market.quote })}.`;
 }
 
 function setupMarket() {
