@@ -256,6 +256,7 @@ def resample(
             ) from None
     return {
         "symbol": symbol,
+        "quote": market.quote(symbol),
         "interval": interval,
         "candles": [
             {"time": r[0], "open": r[1], "high": r[2], "low": r[3], "close": r[4], "volume": r[5]}

@@ -258,6 +258,7 @@ SCHEMAS = {
         obj(
             {
                 "symbol": {"type": "string"},
+                "quote": QUOTE,
                 "interval": {"type": "string", "enum": list(INTERVALS)},
                 "candles": {
                     "type": "array",

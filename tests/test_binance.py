@@ -366,6 +366,7 @@ def test_candles_resample_the_one_minute_rows(
     data = app.get(f"{OUT}/candles", query, headers=out_headers).json["data"]
 
     assert data["symbol"] == "ADAUSDT" and data["interval"] == interval
+    assert data["quote"] == "USDT"
     assert data["candles"] == expected_buckets(without_gap, minutes)
 
 

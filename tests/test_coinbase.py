@@ -287,7 +287,9 @@ def test_price_profit_candles_and_symbols_answer_for_coinbase_as_for_binance(
         f"{OUT}/candles",
         {"symbol": "BTC-USD", "interval": "5m", "start": T0.isoformat(), **coinbase_only},
         headers=out_headers,
-    ).json["data"]["candles"]
+    ).json["data"]
+    assert bars["quote"] == "USD"
+    bars = bars["candles"]
     first = bars[0]
     rows = make_coinbase_candles(T0, 5, skip=frozenset({1, 3}))  # minutes 0, 2, 4
     assert first["time"] == "2026-11-20T00:00:00Z"

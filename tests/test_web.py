@@ -633,7 +633,7 @@ def test_a_token_in_the_link_fragment_signs_in_and_leaves_the_address(open_page,
     assert page.evaluate("sessionStorage.getItem('relay.token')") == site.token
 
 
-@pytest.mark.parametrize("width", [1280, 375])
+@pytest.mark.parametrize("width", [1280, 900, 375, 320])
 def test_the_search_placeholder_is_not_cut_off(open_page, site, width):
     page = open_page(site, width=width)
     text, room = page.evaluate(
@@ -647,4 +647,5 @@ def test_the_search_placeholder_is_not_cut_off(open_page, site, width):
             return [context.measureText(input.placeholder).width, room];
         }"""
     )
-    assert text <= room, (text, room)
+    # with room to spare: other systems' fonts are wider than this Chromium's
+    assert text <= 0.8 * room, (text, room)

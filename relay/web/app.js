@@ -500,7 +500,9 @@ function setupSearch() {
 
 // -- price, profit and candles ---------------------------------------------------------------
 
-const market = { exchange: "binance", symbol: "", quote: "", interval: "1h", candles: [] };
+const market = {
+  exchange: "binance", symbol: "", quote: "", interval: "1h", candles: [], candleQuote: "",
+};
 
 function exchangeName() {
   return $("#market-exchange").selectedOptions[0]?.textContent || market.exchange;
@@ -632,6 +634,7 @@ async function loadCandles() {
     if (!current()) return;
     showError(panel);
     market.candles = data.candles;
+    market.candleQuote = data.quote || "";
   } catch (error) {
     if (!current()) return;
     market.candles = [];
@@ -721,7 +724,7 @@ function drawChart() {
   chart.replaceChildren(...nodes);
   const lastClose = candles[candles.length - 1].close;
   caption.textContent = `${plural(candles.length, `${market.interval} candle`)} of ${market.symbol}, ` +
-    `${formatTime(first)} to ${formatTime(last)}; last close ${formatPrice(lastClose, { unit: market.quote })}.`;
+    `${formatTime(first)} to ${formatTime(last)}; last close ${formatPrice(lastClose, { unit: market.candleQuote })}.`;
 }
 
 function setupMarket() {
