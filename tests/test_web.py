@@ -597,7 +597,8 @@ def test_every_empty_panel_says_which_source_fills_it_and_how(open_page, empty_s
     expect(page.locator("#profit-form > .error")).to_contain_text("relay-in/coinbase")
 
     page.fill("#search-input", "bit")
-    expect(page.locator("#search-empty")).to_contain_text("No coins are held yet")
+    expect(page.locator("#search-empty")).to_have_text("No coin matches “bit”.")
+    expect(page.locator("#search > .empty")).to_contain_text("relay-in/cmc")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for width in (1280, 375):
         page.set_viewport_size({"width": width, "height": 900})

@@ -438,10 +438,8 @@ function showOnly(symbol) {
 
 // -- search ----------------------------------------------------------------------------------
 
-// Whether the dashboard found any coin (null: not known yet); search says so when none.
-let held = null;
+// Whether the dashboard found any coin; when none, search says how to get them.
 function coinsHeld(any) {
-  held = any;
   showEmpty($("#search"), any ? "" : `Nothing to search yet: ${FILL.cmc}.`);
 }
 
@@ -462,8 +460,7 @@ async function runSearch(text) {
     showError(panel);
     const results = data ? data.results : [];
     empty.hidden = results.length > 0;
-    empty.textContent = `No coin matches “${text.trim()}”.`;
-    if (held === false) empty.textContent += ` No coins are held yet: ${FILL.cmc}.`;
+    empty.textContent = `No coin matches “${text.trim()}”.`; // (the guidance, if none is held, stays)
     list.replaceChildren(
       ...results.map((hit) => {
         const button = el("button", { type: "button", title: `Show ${hit.name} in the dashboard` },
@@ -666,6 +663,7 @@ function svg(tag, attrs, text) {
 // positions use floating point.
 function drawChart() {
   const chart = $("#chart-svg");
+  chart.hidden = !market.candles.length; // no blank box under an error or the guidance
   const width = Math.max(chart.clientWidth, 200);
   const height = Math.max(chart.clientHeight, 160);
   chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
