@@ -217,7 +217,7 @@ def test_search_finds_a_coin_and_shows_it_in_the_dashboard(open_page, site):
     expect(page.locator("#dashboard-table tbody tr")).to_have_count(1)
     assert dashboard_symbols(page) == ["BCH"]
     expect(page.locator("#dashboard-filter")).to_contain_text("BCH")
-    expect(page.locator("#dashboard-meta")).to_have_text("1 coin on 2026-11-20 (UTC)")
+    expect(page.locator("#dashboard-meta")).to_have_text("1 coin on 2026-11-20 (UTC), in USD")
     page.click("#dashboard-filter button")
     expect(page.locator("#dashboard-table tbody tr")).to_have_count(len(COINS))
 
@@ -550,11 +550,11 @@ def test_the_day_picker_shows_the_dashboard_of_that_day(open_page, site):
     page = open_page(site)
     sign_in(page, site.token)
     meta = page.locator("#dashboard-meta")
-    expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-20 (UTC)")
+    expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-20 (UTC), in USD")
     expect(page.locator("#dashboard-date")).to_have_attribute("max", "2026-11-20")
 
     page.fill("#dashboard-date", "2026-11-13")
-    expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-13 (UTC)")
+    expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-13 (UTC), in USD")
     then = site.api("dashboard", id="BTC", date="2026-11-13").json()["data"]["rows"][0]
     latest = site.api("dashboard", id="BTC").json()["data"]["rows"][0]
     assert then["price"] != latest["price"]
@@ -568,7 +568,7 @@ def test_the_day_picker_shows_the_dashboard_of_that_day(open_page, site):
     expect(meta).to_have_text("")
 
     page.fill("#dashboard-date", "")  # cleared: the latest day again
-    expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-20 (UTC)")
+    expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-20 (UTC), in USD")
     expect(said).to_have_count(0)
 
 

@@ -367,7 +367,9 @@ async function loadDashboard() {
       body.append(el("tr", { "data-symbol": row.symbol }, ...cells));
     });
     const last = board.offset + data.rows.length;
-    $("#dashboard-meta").textContent = `${plural(data.total, "coin")} on ${data.date} (UTC)`;
+    // CoinMarketCap's figures are in US dollars (the listings are asked for in USD)
+    $("#dashboard-meta").textContent =
+      `${plural(data.total, "coin")} on ${data.date} (UTC), in USD`;
     if (!board.date) $("#dashboard-date").max = data.date; // the latest day held
     $("#page-info").textContent = `${board.offset + 1}–${last} of ${data.total}`;
     $("#page-prev").disabled = board.offset === 0;
@@ -803,7 +805,11 @@ async function convert() {
     if (!current()) return;
     showError(box);
     result.textContent = `${groupDigits(data.amount)} ${data.from} = ${groupDigits(data.result)} ${data.to}`;
-    detail.textContent = `1 ${data.from} = ${data.rate} ${data.to}, ECB reference rate of ${data.date}.`;
+    // an answer that names the day asked as well as the day used says when they differ
+    const asked = /^\d{4}-\d\d-\d\d$/.test(data.date_requested || "") &&
+      data.date_requested !== data.date ? ` (${data.date_requested} asked)` : "";
+    detail.textContent =
+      `1 ${data.from} = ${data.rate} ${data.to}, ECB reference rate of ${data.date}${asked}.`;
   } catch (error) {
     if (!current()) return;
     result.textContent = "";
