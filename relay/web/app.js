@@ -462,7 +462,7 @@ async function runSearch(text) {
     showError(panel);
     const results = data ? data.results : [];
     empty.hidden = results.length > 0;
-    empty.textContent = `No coin matches “${text.trim()}”.`; // (the guidance, if none is held, stays)
+    empty.textContent = `No coin matches “${text.trim()}”.`;
     list.replaceChildren(
       ...results.map((hit) => {
         const button = el("button", { type: "button", title: `Show ${hit.name} in the dashboard` },
@@ -524,7 +524,8 @@ function marketEmpty(error) {
     showEmpty(panel, guidance);
   }
   $("#chart-symbol").textContent = "";
-  newTurn("candles"); // an answer still on its way belongs to what was shown before
+  newTurn("price"); // answers still on their way belong to what was shown before
+  newTurn("candles");
   drawChart();
 }
 
