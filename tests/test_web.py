@@ -400,6 +400,8 @@ def test_the_page_fits_a_375_pixel_screen(open_page, site):
     expect(market_cap).to_have_attribute("title", "1,802,345,678,901.25")
     tiny = page.locator("#dashboard-table tr[data-symbol=TINY] td:nth-child(8) .short")
     expect(tiny).to_have_text("0.01234")
+    change = page.locator("#dashboard-table tr[data-symbol=BTC] td:nth-child(4) .short")
+    expect(change).to_have_text("+5.2632 %")  # four decimals fit: not rounded to +5.26 %
     expect(page.locator("#dashboard-table th[data-order='7d']")).to_be_hidden()
     expect(page.locator("#dashboard-table th[data-order=market_cap]")).to_be_visible()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -311,11 +311,13 @@ function tokenRefused() {
 
 const board = { orderBy: "market_cap", orderType: "desc", offset: 0, only: null, date: "" };
 
+// A change in full; on narrow screens one of more than four decimals is shortened to two
+// (its tooltip keeps every digit).
 function changeCell(value, extra = "") {
-  const short = value === null || value === undefined
-    ? "–"
-    : formatDecimal(roundDecimal(value, 2), { sign: true, unit: "%" });
-  return figureCell(formatPercent(value), short, `${trend(value)} ${extra}`);
+  const full = formatPercent(value);
+  const long = /\.\d{5,}/.test(String(value ?? ""));
+  const short = long ? formatDecimal(roundDecimal(value, 2), { sign: true, unit: "%" }) : full;
+  return figureCell(full, short, `${trend(value)} ${extra}`);
 }
 
 async function loadDashboard() {
