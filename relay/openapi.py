@@ -27,6 +27,10 @@ API = "/relay-api/v1"
 DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "description": "exact decimal"}
 NULLABLE_DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 TIME = {"type": "string", "format": "date-time"}
+QUOTE = {
+    "type": ["string", "null"],
+    "description": "the currency prices are in (BTCUSDT: USDT, BTC-USD: USD); null if unknown",
+}
 DATE = {"type": "string", "format": "date"}
 SOURCES = [source.name for source in registry.SOURCES]
 
@@ -231,11 +235,14 @@ SCHEMAS = {
         )
     ),
     "Symbols": envelope(obj({"symbols": {"type": "array", "items": {"type": "string"}}})),
-    "Price": envelope(obj({"symbol": {"type": "string"}, "price": DECIMAL, "as_of": TIME})),
+    "Price": envelope(
+        obj({"symbol": {"type": "string"}, "quote": QUOTE, "price": DECIMAL, "as_of": TIME})
+    ),
     "Profit": envelope(
         obj(
             {
                 "symbol": {"type": "string"},
+                "quote": QUOTE,
                 "value": DECIMAL,
                 "price_then": DECIMAL,
                 "price_now": DECIMAL,
@@ -251,6 +258,7 @@ SCHEMAS = {
         obj(
             {
                 "symbol": {"type": "string"},
+                "quote": QUOTE,
                 "interval": {"type": "string", "enum": list(INTERVALS)},
                 "candles": {
                     "type": "array",

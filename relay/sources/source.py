@@ -60,6 +60,10 @@ class Market:
     ticker_time: str  # the ticker's own time (the last trade's)
     # what a symbol looks like, upper-cased (callers may write it in any case)
     pattern: re.Pattern[str] = dataclasses.field(compare=False)
+    # the currency a symbol's prices are in (BTCUSDT -> USDT), None when it cannot tell
+    quote: Callable[[str], str | None] = dataclasses.field(
+        compare=False, default=lambda symbol: None
+    )
 
     def resolve(self, text: str | None) -> str:
         """A symbol as callers write it, normalized; BadRequest when malformed."""
