@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from relay import auth, devenv
+from relay import auth, devenv, devserver
 from relay.config import ConfigError, jwt_secrets_from_env, normalize_database_url, server_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+DEV_POOL_MAX = "12"  # connections per worker in `serve` and `demo` unless RELAY_DB_POOL_MAX
 
 
 def _environment(*, database: bool) -> dict[str, str]:
@@ -119,25 +118,23 @@ def cmd_serve(args) -> int:
         token = auth.mint_token(secret, "dev", [scope], auth.parse_ttl("7d"))
         print(f"  {scope:<10} token (7 days): {token}")
     print(f"  web page: http://{server.bind}/ (paste the relay:out token); API docs: /docs")
+    if args.no_clock:
+        print("  clock: off (--no-clock); fire relay-ins yourself or run python -m scheduler run")
+    else:
+        print("  clock: fires every source now, then on scheduler/schedule.toml (--no-clock: off)")
     print(flush=True)
-    gunicorn = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "relay.app:app"],
-        cwd=ROOT,
-        env=env,
-    )
-
-    def forward(signum, frame):
-        gunicorn.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     # The embedded database (when used) stops at exit, after gunicorn has.
-    return gunicorn.wait()
+    return devserver.run(env, secret, clock=not args.no_clock)
 
 
 def serve_environment(env: dict[str, str]) -> dict[str, str]:
-    """The development server listens on this machine only (production binds RELAY_BIND)."""
-    return {**env, "RELAY_BIND": "127.0.0.1"}
+    """The development server listens on this machine only (production binds RELAY_BIND).
+
+    Its clock fires every source at once at start, each relay-in holding a connection for
+    its lock and more for its symbols: a pool of 4 would keep some waiting past
+    RELAY_DB_TIMEOUT, so the development pool is larger unless set.
+    """
+    return {"RELAY_DB_POOL_MAX": DEV_POOL_MAX, **env, "RELAY_BIND": "127.0.0.1"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,9 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         "prune", help="drop months of 1-minute candles and trades older than their retention"
     ).set_defaults(func=cmd_prune)
 
-    sub.add_parser(
-        "serve", help="run locally: database, migrations, tokens, gunicorn"
-    ).set_defaults(func=cmd_serve)
+    serve = sub.add_parser(
+        "serve", help="run locally: database, migrations, tokens, gunicorn and the clock"
+    )
+    serve.add_argument(
+        "--no-clock", action="store_true", help="do not fire the schedule's relay-ins in-process"
+    )
+    serve.set_defaults(func=cmd_serve)
 
     args = parser.parse_args(argv)
     try:
