@@ -73,7 +73,9 @@ class Walks:
             self._hours[symbol] = coarse
             self._steps[symbol] = array("d")
             self._extend(symbol, self.start)
-            self._level[symbol] = 0.0 if coin.stable else self._steps[symbol][-1]
+            # the table's price, give or take a percent: not a round figure at start
+            offset = rng.gauss(0.0, 0.01)
+            self._level[symbol] = 0.0 if coin.stable else self._steps[symbol][-1] + offset
 
     def _sigma(self, coin: Coin) -> float:
         return float(coin.volatility) / math.sqrt(1440)
