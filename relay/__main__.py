@@ -1,4 +1,4 @@
-"""Command line: ``python -m relay {migrate,token,revoke,import-history,prune,serve}``."""
+"""Command line: ``python -m relay {migrate,token,revoke,import-history,prune,serve,demo}``."""
 
 from __future__ import annotations
 
@@ -127,6 +127,13 @@ def cmd_serve(args) -> int:
     return devserver.run(env, secret, clock=not args.no_clock)
 
 
+def cmd_demo(args) -> int:
+    """Run the demo: loopback upstreams for every source, the service, the clock, a token."""
+    from relay.demo.run import main as demo
+
+    return demo(dict(os.environ), args.database_url)
+
+
 def serve_environment(env: dict[str, str]) -> dict[str, str]:
     """The development server listens on this machine only (production binds RELAY_BIND).
 
@@ -169,6 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         "--no-clock", action="store_true", help="do not fire the schedule's relay-ins in-process"
     )
     serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser(
+        "demo", help="run with loopback upstreams for every source: no network, no keys"
+    )
+    demo.add_argument(
+        "--database-url",
+        help="use this (migrated here) database instead of a fresh one on .data/demo-postgres",
+    )
+    demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
     try:
