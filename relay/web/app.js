@@ -709,6 +709,13 @@ function loadAll() {
 }
 
 function setupToken() {
+  // `./run demo` prints the page's URL with #token=...: taken as if pasted, then dropped
+  // from the address bar (a fragment never reaches a server).
+  const linked = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (linked) {
+    sessionStorage.setItem(TOKEN_KEY, linked);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = $("#token-input");
