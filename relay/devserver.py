@@ -12,7 +12,7 @@ import logging
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from relay import auth
@@ -33,6 +33,7 @@ def run(
     *,
     clock: bool = True,
     schedule: Path | None = None,
+    on_first_pass: Callable[[], object] | None = None,
 ) -> int:
     """Serve with gunicorn until it exits (on SIGTERM/SIGINT); the clock with it unless told not."""
     gunicorn = subprocess.Popen(
@@ -53,7 +54,9 @@ def run(
 
         logging.getLogger("scheduler").setLevel(logging.INFO)
         token = auth.mint_token(secret, "clock", ["relay:in"], auth.parse_ttl(CLOCK_LIFETIME))
-        local = LocalClock(local_url(env), token, env, schedule=schedule or SCHEDULE).start()
+        local = LocalClock(
+            local_url(env), token, env, schedule=schedule or SCHEDULE, on_first_pass=on_first_pass
+        ).start()
     try:
         return gunicorn.wait()
     finally:

@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import requests
@@ -66,12 +66,16 @@ class LocalClock:
         schedule: Path = SCHEDULE,
         health_timeout_s: float = 120.0,
         deadline_s: float = 300.0,
+        on_first_pass: Callable[[], object] | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.deadline_s = deadline_s
         self.health_timeout_s = health_timeout_s
         self.jobs = runnable(load_schedule(schedule), env)
+        # called once, when every job has fired once (however each firing ended)
+        self.on_first_pass = on_first_pass
+        self._first: set[int] = set()
         self.stopping = threading.Event()
         self.clock: Clock | None = None
         self._lock = threading.Lock()
@@ -101,6 +105,12 @@ class LocalClock:
             deadline_s=self.deadline_s, stop=stop,
         )  # fmt: skip
         log.info("clock: %s", json.dumps(outcome.as_dict()))
+        with self._lock:
+            before = len(self._first)
+            self._first.add(id(job))
+            done = before < len(self.jobs) == len(self._first)
+        if done and self.on_first_pass is not None and not stop.is_set():
+            self.on_first_pass()
 
     def stop(self) -> None:
         """Fire nothing more; let running calls finish."""

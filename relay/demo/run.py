@@ -88,15 +88,18 @@ def main(env: dict[str, str], database_url: str | None, out=sys.stdout) -> int:
         say(f"  ECB: {ecb_note(files.first, files.last, now.date())}")
         where = "as given" if database_url else f"{DATABASE} (fresh, on .data/demo-postgres)"
         say(f"  database: {where}")
-        say(f"relay demo: serving on http://{server.bind}; every source is ingested now, then on")
-        say("  relay/demo/schedule.toml (the first pass takes a few seconds)")
-        say()
-        say(f"  open {base}/#token={page}")
-        say(f"  (or paste this relay:out token into the page: {page})")
-        say(f"  relay:in token, for curl: {feeder}")
-        say(f"  API docs: {base}/docs    Ctrl-C stops everything")
-        say(f"  ready in {time.monotonic() - started:.1f} s")
-        say()
-        return devserver.run(env, secret, clock=True, schedule=SCHEDULE)
+        say(f"relay demo: serving on http://{server.bind}; ingesting every source once now,")
+        say("  then on relay/demo/schedule.toml ...")
+
+        def ready() -> None:
+            say(f"relay demo: ready in {time.monotonic() - started:.0f} s, every source ingested")
+            say()
+            say(f"  open {base}/#token={page}")
+            say(f"  (or paste this relay:out token into the page: {page})")
+            say(f"  relay:in token, for curl: {feeder}")
+            say(f"  API docs: {base}/docs    Ctrl-C stops everything")
+            say()
+
+        return devserver.run(env, secret, clock=True, schedule=SCHEDULE, on_first_pass=ready)
     finally:
         upstreams.stop()
