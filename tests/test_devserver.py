@@ -72,9 +72,10 @@ def serving(server_url, tmp_path, env_extra, *args):
         base = f"http://127.0.0.1:{port}"
         try:
             assert eventually(lambda: healthy(base), timeout=30), log.read_text()
-            yield base, log
+            yield base, log, proc
         finally:
-            proc.send_signal(signal.SIGTERM)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(40)
             except subprocess.TimeoutExpired:
@@ -102,7 +103,7 @@ def test_serve_fires_each_configured_source_once_and_skips_one_without_its_key(
     server_url, tmp_path, upstreams
 ):
     fakes, env = upstreams
-    with serving(server_url, tmp_path, env) as (base, log):
+    with serving(server_url, tmp_path, env) as (base, log, proc):
         wanted = {"coinapi", "binance", "coinbase", "ecb"}
         assert eventually(
             lambda: {r["source"] for r in runs(base) if r["status"] == "succeeded"} == wanted,
@@ -121,13 +122,18 @@ def test_serve_fires_each_configured_source_once_and_skips_one_without_its_key(
         assert "cmc skipped: CMC_API_KEY is not set" in text, text
         assert "coinapi skipped" not in text
 
+        # Stopping serve stops its clock: the process exits whole, and nothing more is fired.
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+        asked = {name: len(fake.requests) for name, fake in fakes.items()}
+        time.sleep(1.5)
+        assert {name: len(fake.requests) for name, fake in fakes.items()} == asked
+
 
 def test_serve_with_no_clock_fires_nothing(server_url, tmp_path, upstreams):
     fakes, env = upstreams
-    with serving(server_url, tmp_path, {**env, "CMC_API_KEY": "test-cmc-key"}, "--no-clock") as (
-        base,
-        log,
-    ):
+    extra = {**env, "CMC_API_KEY": "test-cmc-key"}
+    with serving(server_url, tmp_path, extra, "--no-clock") as (base, log, _):
         time.sleep(3)
         assert runs(base) == []
         for fake in fakes.values():
