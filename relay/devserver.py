@@ -20,6 +20,25 @@ from relay.config import server_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_LIFETIME = "30d"  # the clock's relay:in token; a new one each start
+DEV_POOL_MAX = "12"  # connections per worker in `serve` and `demo` unless RELAY_DB_POOL_MAX
+
+
+def serve_environment(env: dict[str, str]) -> dict[str, str]:
+    """The development server listens on this machine only (production binds RELAY_BIND).
+
+    Its clock fires every source at once at start, each relay-in holding a connection for
+    its lock and more for its symbols: a pool of 4 would keep some waiting past
+    RELAY_DB_TIMEOUT, so the development pool is larger unless set.
+    """
+    return {"RELAY_DB_POOL_MAX": DEV_POOL_MAX, **env, "RELAY_BIND": "127.0.0.1"}
+
+
+def record_tokens(database_url: str, *tokens: auth.Issued) -> None:
+    """Record minted tokens, so that ``relay revoke --sub`` can find them."""
+    from relay import db
+
+    with db.make_pool(database_url, open=True) as pool:
+        auth.IssuedTokens(pool).record(*tokens)
 
 
 def local_url(env: Mapping[str, str]) -> str:
@@ -53,9 +72,14 @@ def run(
         from scheduler.local import LocalClock
 
         logging.getLogger("scheduler").setLevel(logging.INFO)
-        token = auth.mint_token(secret, "clock", ["relay:in"], auth.parse_ttl(CLOCK_LIFETIME))
+        issued = auth.issue(secret, "clock", ["relay:in"], auth.parse_ttl(CLOCK_LIFETIME))
+        record_tokens(env["DATABASE_URL"], issued)  # `relay revoke --sub clock` finds it
         local = LocalClock(
-            local_url(env), token, env, schedule=schedule or SCHEDULE, on_first_pass=on_first_pass
+            local_url(env),
+            issued.token,
+            env,
+            schedule=schedule or SCHEDULE,
+            on_first_pass=on_first_pass,
         ).start()
     try:
         return gunicorn.wait()

@@ -56,7 +56,6 @@ def ecb_note(first: date, last: date, today: date) -> str:
 
 
 def main(env: dict[str, str], database_url: str | None, out=sys.stdout) -> int:
-    from relay.__main__ import serve_environment
     from relay.demo import ecb
     from relay.demo.coins import COINS
     from relay.demo.markets import Markets
@@ -77,11 +76,15 @@ def main(env: dict[str, str], database_url: str | None, out=sys.stdout) -> int:
     upstreams = Upstreams(Markets(Walks(COINS, now=now)), files).start()
     try:
         env.update(upstreams.environment())
-        env = serve_environment(env)
+        env = devserver.serve_environment(env)
         server = server_settings(env)
         base = devserver.local_url(env)
-        page = auth.mint_token(secret, "demo", ["relay:out"], auth.parse_ttl(LIFETIME))
-        feeder = auth.mint_token(secret, "demo", ["relay:in"], auth.parse_ttl(LIFETIME))
+        page, feeder = (
+            auth.issue(secret, "demo", [scope], auth.parse_ttl(LIFETIME))
+            for scope in ("relay:out", "relay:in")
+        )
+        devserver.record_tokens(env["DATABASE_URL"], page, feeder)  # revoke --sub demo
+        page, feeder = page.token, feeder.token
         say(f"relay demo: no network, no keys; loopback upstreams on {upstreams.url}")
         say(f"  CoinAPI, Binance, Coinbase and CoinMarketCap: {len(COINS)} coins at real price")
         say("    levels, moving by seeded random walks, times ending now")
