@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -46,6 +47,17 @@ def local_url(env: Mapping[str, str]) -> str:
     return f"http://127.0.0.1:{server_settings(env).port}"
 
 
+def port_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:``port``."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def run(
     env: dict[str, str],
     secret: str,
@@ -55,6 +67,11 @@ def run(
     on_first_pass: Callable[[], object] | None = None,
 ) -> int:
     """Serve with gunicorn until it exits (on SIGTERM/SIGINT); the clock with it unless told not."""
+    port = server_settings(env).port
+    if not port_free(port):
+        # Another server there would answer /health, and the clock would fire at it.
+        print(f"relay: port {port} is in use; set PORT to a free one", file=sys.stderr)
+        return 2
     gunicorn = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "relay.app:app"],
         cwd=ROOT,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -139,3 +140,21 @@ def test_serve_with_no_clock_fires_nothing(server_url, tmp_path, upstreams):
         for fake in fakes.values():
             assert fake.requests == []
         assert "clock: off" in log.read_text()
+
+
+def test_serve_on_a_port_in_use_stops_at_once_and_fires_nothing(server_url, tmp_path, upstreams):
+    fakes, env = upstreams
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with fresh_database(server_url, prefix="relay_devserver") as url:
+            run = {k: v for k, v in os.environ.items() if k not in KEYED}
+            run.update({**env, "DATABASE_URL": url, "RELAY_JWT_SECRET": SECRET, "PORT": str(port)})
+            done = subprocess.run(
+                [sys.executable, "-m", "relay", "serve"], cwd=ROOT, env=run,
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+    assert done.returncode == 2
+    assert f"port {port} is in use; set PORT" in done.stderr
+    assert all(fake.requests == [] for fake in fakes.values())
