@@ -230,3 +230,29 @@ def test_sigterm_stops_every_process_the_demo_started(demo):
     assert alive == [], [p.cmdline() for p in alive]
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{demo.base}/health", timeout=2)
+
+
+def test_the_walks_are_seeded_keep_real_levels_and_hold_the_pegs():
+    from relay.demo.coins import COINS
+    from relay.demo.markets import Markets
+    from relay.demo.walks import Walks, minute_of
+
+    now = datetime(2026, 12, 1, 12, 0, 30, tzinfo=UTC)
+    one, two = Walks(COINS, now=now), Walks(COINS, now=now)
+    start = minute_of(now)
+    for minute in (start - 30 * 1440, start - 60, start, start + 90):
+        assert one.price("BTC", minute) == two.price("BTC", minute)  # seeded: the same walk
+    assert 80_000 < one.price("BTC", start) < 100_000
+    assert 2_500 < one.price("ETH", start) < 3_500
+    for stable in ("USDT", "USDC", "DAI"):
+        assert all(abs(one.price(stable, start - m) - 1) < 0.002 for m in range(0, 5000, 7))
+    # not a ramp: consecutive moves differ in size and in sign
+    moves = [one.price("BTC", start - m) - one.price("BTC", start - m - 1) for m in range(120)]
+    assert len({round(move, 6) for move in moves}) > 100
+    assert any(move > 0 for move in moves) and any(move < 0 for move in moves)
+    # CoinAPI trade ids never repeat, across symbols or seconds
+    markets = Markets(one)
+    since = now - timedelta(minutes=20)
+    ids = [t["uuid"] for s in ("BTC", "ETH") for t in markets.trades(
+        f"BITSTAMP_SPOT_{s}_USD", since, 500)]  # fmt: skip
+    assert len(ids) == len(set(ids)) == 1000
