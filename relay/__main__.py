@@ -1,17 +1,16 @@
-"""Command line: ``python -m relay {migrate,token,revoke,import-history,prune,serve}``."""
+"""Command line: ``python -m relay {migrate,token,revoke,import-history,prune,serve,demo}``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from relay import auth, devenv
+from relay import auth, devenv, devserver
 from relay.config import ConfigError, jwt_secrets_from_env, normalize_database_url, server_settings
+from relay.devserver import record_tokens, serve_environment
 from relay.errors import DatabaseUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,14 +69,6 @@ def cmd_token(args) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def record_tokens(database_url: str, *tokens: auth.Issued) -> None:
-    """Record minted tokens, so that ``relay revoke --sub`` can find them."""
-    from relay import db
-
-    with db.make_pool(database_url, open=True) as pool:
-        auth.IssuedTokens(pool).record(*tokens)
 
 
 def cmd_revoke(args) -> int:
@@ -171,25 +162,20 @@ def cmd_serve(args) -> int:
     for issued in dev:
         print(f"  {issued.scope:<13} token (7 days): {issued.token}")
     print(f"  web page: http://{server.bind}/ (paste the relay:out token); API docs: /docs")
+    if args.no_clock:
+        print("  clock: off (--no-clock); fire relay-ins yourself or run python -m scheduler run")
+    else:
+        print("  clock: fires every source now, then on scheduler/schedule.toml (--no-clock: off)")
     print(flush=True)
-    gunicorn = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "relay.app:app"],
-        cwd=ROOT,
-        env=env,
-    )
-
-    def forward(signum, frame):
-        gunicorn.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     # The embedded database (when used) stops at exit, after gunicorn has.
-    return gunicorn.wait()
+    return devserver.run(env, secret, clock=not args.no_clock)
 
 
-def serve_environment(env: dict[str, str]) -> dict[str, str]:
-    """The development server listens on this machine only (production binds RELAY_BIND)."""
-    return {**env, "RELAY_BIND": "127.0.0.1"}
+def cmd_demo(args) -> int:
+    """Run the demo: loopback upstreams for every source, the service, the clock, a token."""
+    from relay.demo.run import main as demo
+
+    return demo(dict(os.environ), args.database_url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,9 +210,22 @@ def main(argv: list[str] | None = None) -> int:
         "prune", help="drop months of 1-minute candles and trades older than their retention"
     ).set_defaults(func=cmd_prune)
 
-    sub.add_parser(
-        "serve", help="run locally: database, migrations, tokens, gunicorn"
-    ).set_defaults(func=cmd_serve)
+    serve = sub.add_parser(
+        "serve", help="run locally: database, migrations, tokens, gunicorn and the clock"
+    )
+    serve.add_argument(
+        "--no-clock", action="store_true", help="do not fire the schedule's relay-ins in-process"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser(
+        "demo", help="run with loopback upstreams for every source: no network, no keys"
+    )
+    demo.add_argument(
+        "--database-url",
+        help="use this (migrated here) database instead of a fresh one on .data/demo-postgres",
+    )
+    demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
     try:

@@ -79,6 +79,8 @@ class Source:
     overdue_after: timedelta  # /health calls it overdue after this long without success
     cron: str  # when the clock fires it by default (UTC)
     market: Market | None = None  # an exchange whose prices and candles relay-out serves
+    # the variable holding its API key, when its upstream refuses callers without one
+    key_variable: str | None = None
 
     @property
     def name(self) -> str:
