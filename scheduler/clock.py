@@ -12,7 +12,7 @@ import logging
 import threading
 import tomllib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -85,11 +85,15 @@ def iso(when: datetime | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "never"
 
 
+START_SPACING_S = 1.0
+
+
 class Clock:
     """Run ``action(job, stop)`` for each job on its schedule until stopped.
 
     With ``fire_at_start``, every job is overdue at start (nothing has run in this
-    process yet): each fires once at once, then on its cron. After each firing, and
+    process yet): each fires once, START_SPACING_S after the one before it, then on
+    its cron. After each firing, and
     at start, one log line per job says when it runs next.
     """
 
@@ -114,7 +118,10 @@ class Clock:
         self.ids: dict[int, str] = {}
         for number, job in enumerate(jobs):
             self.ids[number] = f"{number}:{job.source}:{job.cron}"
-            extra = {"next_run_time": self.now()} if fire_at_start else {}
+            # Spaced a little apart, so the start's firings do not all ask the app's
+            # small connection pools at the same instant.
+            start = self.now() + timedelta(seconds=START_SPACING_S * number)
+            extra = {"next_run_time": start} if fire_at_start else {}
             self.scheduler.add_job(
                 self._run, trigger(job.cron), args=[number, job], id=self.ids[number],
                 name=job.source, **extra,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from werkzeug import Response
 
-from scheduler.clock import Clock, Job, load_schedule
+from scheduler.clock import START_SPACING_S, Clock, Job, load_schedule
 from scheduler.fire import fire
 from tests.conftest import eventually
 
@@ -285,3 +285,18 @@ def test_clock_fires_at_start_then_on_its_cron():
         assert clock.next_run(0, clock.jobs[0]).minute == 0
     finally:
         clock.stop()
+
+
+def test_the_start_firings_are_spaced_apart():
+    # All at one instant, five relay-ins would ask a small pool for five connections at once.
+    fired: list[tuple[str, float]] = []
+    jobs = [Job("first", "0 * * * *"), Job("second", "0 * * * *")]
+    clock = Clock(jobs, lambda job, stop: fired.append((job.source, time.monotonic())),
+                  fire_at_start=True)  # fmt: skip
+    clock.start()
+    try:
+        assert eventually(lambda: len(fired) == 2, timeout=5)
+    finally:
+        clock.stop()
+    assert [name for name, _ in fired] == ["first", "second"]
+    assert fired[1][1] - fired[0][1] >= START_SPACING_S * 0.9
