@@ -1,23 +1,23 @@
-"""Command line: ``python -m relay {migrate,token,revoke,import-history,prune,serve}``."""
+"""Command line: ``python -m relay {migrate,token,revoke,import-history,prune,serve,demo}``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from relay import auth, devenv
+from relay import auth, devenv, devserver
 from relay.config import ConfigError, jwt_secrets_from_env, normalize_database_url, server_settings
+from relay.devserver import record_tokens, serve_environment
+from relay.errors import DatabaseUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _environment(*, database: bool) -> dict[str, str]:
-    env = dict(os.environ)
+def _environment(*, database: bool, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
     try:
         added = devenv.fill(env, database=database)
     except ImportError:
@@ -40,14 +40,34 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_token(args) -> int:
-    secrets = jwt_secrets_from_env(_environment(database=False))
+    import json
+
+    env = _environment(database=False)
+    secrets = jwt_secrets_from_env(env)  # a bad secret stops here, before any database
     try:
         ttl = auth.parse_ttl(args.ttl)
-        token = auth.mint_token(secrets[0], args.sub, args.scope.split(), ttl)
+        issued = auth.issue(secrets[0], args.sub, args.scope.split(), ttl)
     except ValueError as exc:
         print(f"relay token: {exc}", file=sys.stderr)
         return 2
-    print(token)
+    env = _environment(database=True, base=env)
+    try:
+        record_tokens(normalize_database_url(env["DATABASE_URL"]), issued)
+    except DatabaseUnavailable:
+        # An unrecorded token could not be revoked with --sub: print none.
+        print("relay token: the database is unreachable (it records tokens)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(issued.describe()))
+        return 0
+    # The token alone on stdout (TOKEN=$(relay token ...)); what manages it beside it.
+    print(issued.token, flush=True)
+    described = issued.describe()
+    print(
+        f"relay token: jti {issued.jti}, sub {issued.sub}, scope {issued.scope}, "
+        f"expires {described['expires_at']} (revoke: python -m relay revoke {issued.jti})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -56,8 +76,30 @@ def cmd_revoke(args) -> int:
 
     env = _environment(database=True)
     with db.make_pool(normalize_database_url(env["DATABASE_URL"]), open=True) as pool:
-        fresh = auth.Revocations(pool).revoke(args.jti)
-    print(f"revoked {args.jti}" if fresh else f"{args.jti} was already revoked")
+        revocations = auth.Revocations(pool)
+        try:
+            if args.jti:
+                fresh = revocations.revoke(args.jti)
+                print(f"revoked {args.jti}" if fresh else f"{args.jti} was already revoked")
+                return 0
+            done = revocations.revoke_subject(args.sub)
+        except DatabaseUnavailable:
+            print("relay revoke: the database is unreachable; nothing revoked", file=sys.stderr)
+            return 1
+    if not done.issued:
+        print(
+            f"relay revoke: no token issued to {args.sub!r} is recorded "
+            "(a token minted before tokens were recorded is revoked by its jti)",
+            file=sys.stderr,
+        )
+        return 1
+    already = done.live - len(done.revoked)
+    print(
+        f"revoked {len(done.revoked)} token(s) of {args.sub}"
+        + (": " + ", ".join(done.revoked) if done.revoked else "")
+        + (f"; {already} already revoked" if already else "")
+        + (f"; {done.issued - done.live} expired" if done.issued > done.live else "")
+    )
     return 0
 
 
@@ -115,29 +157,25 @@ def cmd_serve(args) -> int:
     env = serve_environment(env)
     server = server_settings(env)
     print(f"\nrelay: serving on http://{server.bind} with {server.workers} worker(s)")
-    for scope in auth.SCOPES:
-        token = auth.mint_token(secret, "dev", [scope], auth.parse_ttl("7d"))
-        print(f"  {scope:<10} token (7 days): {token}")
+    dev = [auth.issue(secret, "dev", [scope], auth.parse_ttl("7d")) for scope in auth.SCOPES]
+    record_tokens(env["DATABASE_URL"], *dev)  # so `relay revoke --sub dev` finds them
+    for issued in dev:
+        print(f"  {issued.scope:<13} token (7 days): {issued.token}")
     print(f"  web page: http://{server.bind}/ (paste the relay:out token); API docs: /docs")
+    if args.no_clock:
+        print("  clock: off (--no-clock); fire relay-ins yourself or run python -m scheduler run")
+    else:
+        print("  clock: fires every source now, then on scheduler/schedule.toml (--no-clock: off)")
     print(flush=True)
-    gunicorn = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "relay.app:app"],
-        cwd=ROOT,
-        env=env,
-    )
-
-    def forward(signum, frame):
-        gunicorn.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     # The embedded database (when used) stops at exit, after gunicorn has.
-    return gunicorn.wait()
+    return devserver.run(env, secret, clock=not args.no_clock)
 
 
-def serve_environment(env: dict[str, str]) -> dict[str, str]:
-    """The development server listens on this machine only (production binds RELAY_BIND)."""
-    return {**env, "RELAY_BIND": "127.0.0.1"}
+def cmd_demo(args) -> int:
+    """Run the demo: loopback upstreams for every source, the service, the clock, a token."""
+    from relay.demo.run import main as demo
+
+    return demo(dict(os.environ), args.database_url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,10 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--sub", required=True, help="who the token is for")
     token.add_argument("--scope", required=True, help='e.g. "relay:out" or "relay:in relay:out"')
     token.add_argument("--ttl", default="30d", help="lifetime: 90s, 15m, 12h, 30d (default 30d)")
+    token.add_argument(
+        "--json", action="store_true", help="print the token and its claims as one JSON object"
+    )
     token.set_defaults(func=cmd_token)
 
-    revoke = sub.add_parser("revoke", help="revoke a token by its jti claim")
-    revoke.add_argument("jti")
+    revoke = sub.add_parser(
+        "revoke", help="revoke a token by its jti claim, or every token of a subject"
+    )
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("jti", nargs="?", help="the token's jti claim (relay token prints it)")
+    which.add_argument("--sub", help="revoke every unexpired token issued to this subject")
     revoke.set_defaults(func=cmd_revoke)
 
     history = sub.add_parser("import-history", help="load daily OHLCV history from CSV files")
@@ -165,9 +210,22 @@ def main(argv: list[str] | None = None) -> int:
         "prune", help="drop months of 1-minute candles and trades older than their retention"
     ).set_defaults(func=cmd_prune)
 
-    sub.add_parser(
-        "serve", help="run locally: database, migrations, tokens, gunicorn"
-    ).set_defaults(func=cmd_serve)
+    serve = sub.add_parser(
+        "serve", help="run locally: database, migrations, tokens, gunicorn and the clock"
+    )
+    serve.add_argument(
+        "--no-clock", action="store_true", help="do not fire the schedule's relay-ins in-process"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser(
+        "demo", help="run with loopback upstreams for every source: no network, no keys"
+    )
+    demo.add_argument(
+        "--database-url",
+        help="use this (migrated here) database instead of a fresh one on .data/demo-postgres",
+    )
+    demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
     try:

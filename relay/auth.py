@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 import jwt
 from psycopg_pool import ConnectionPool
@@ -50,14 +51,41 @@ def parse_ttl(text: str) -> int:
     return int(match.group(1)) * _TTL_UNITS[match.group(2)]
 
 
-def mint_token(
+@dataclasses.dataclass(frozen=True)
+class Issued:
+    """A token as minted, with the claims a person needs to manage it."""
+
+    token: str
+    jti: str
+    sub: str
+    scope: str
+    issued_at: datetime
+    expires_at: datetime
+
+    def describe(self) -> dict[str, str]:
+        """The token and its claims as plain strings, times in UTC with Z."""
+        return {
+            "token": self.token,
+            "jti": self.jti,
+            "sub": self.sub,
+            "scope": self.scope,
+            "issued_at": _utc(self.issued_at),
+            "expires_at": _utc(self.expires_at),
+        }
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def issue(
     secret: str,
     sub: str,
     scopes: Iterable[str],
     ttl_s: int,
     *,
     now: Callable[[], float] = time.time,
-) -> str:
+) -> Issued:
     """Sign a token for ``sub`` with the given scopes, valid for ``ttl_s`` seconds."""
     scopes = list(scopes)
     unknown = [s for s in scopes if s not in SCOPES]
@@ -73,7 +101,26 @@ def mint_token(
         "exp": issued + ttl_s,
         "jti": uuid.uuid4().hex,
     }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return Issued(
+        token=jwt.encode(claims, secret, algorithm=ALGORITHM),
+        jti=claims["jti"],
+        sub=sub,
+        scope=claims["scope"],
+        issued_at=datetime.fromtimestamp(claims["iat"], UTC),
+        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+    )
+
+
+def mint_token(
+    secret: str,
+    sub: str,
+    scopes: Iterable[str],
+    ttl_s: int,
+    *,
+    now: Callable[[], float] = time.time,
+) -> str:
+    """Sign a token (unrecorded: the tests' and the bench's own use)."""
+    return issue(secret, sub, scopes, ttl_s, now=now).token
 
 
 def _decode(token: str, secrets: Iterable[str]) -> dict:
@@ -151,12 +198,78 @@ class Revocations:
         with db.connection(self._pool) as conn:
             return conn.execute(self._IS_REVOKED, {"jti": jti}).fetchone() is not None
 
+    # Every unexpired recorded token of the subject, in one statement; a token is still
+    # accepted for LEEWAY_S after its exp, so it counts as live until then.
+    _REVOKE_SUBJECT = """
+        WITH held AS (
+            SELECT jti, expires_at > now() - make_interval(secs => %(leeway)s) AS live
+            FROM issued_token WHERE sub = %(sub)s
+        ), fresh AS (
+            INSERT INTO revoked_token (jti)
+            SELECT jti FROM held WHERE live
+            ON CONFLICT (jti) DO NOTHING
+            RETURNING jti
+        )
+        SELECT (SELECT count(*) FROM held),
+               (SELECT count(*) FROM held WHERE live),
+               ARRAY(SELECT jti FROM fresh ORDER BY jti)
+    """
+
+    def revoke_subject(self, sub: str) -> SubjectRevoked:
+        """Revoke every unexpired recorded token of ``sub``, telling every worker."""
+        with db.connection(self._pool) as conn:
+            issued, live, fresh = conn.execute(
+                self._REVOKE_SUBJECT, {"sub": sub, "leeway": LEEWAY_S}
+            ).fetchone()
+            if fresh:
+                announce(conn, REVOKED)
+            return SubjectRevoked(sub=sub, issued=issued, live=live, revoked=tuple(fresh))
+
     def revoke(self, jti: str) -> bool:
         """Revoke ``jti``, telling every worker; return False when it was revoked already."""
         with db.connection(self._pool) as conn:
             fresh = conn.execute(self._REVOKE, {"jti": jti}).rowcount == 1
             announce(conn, REVOKED)
             return fresh
+
+
+class IssuedTokens:
+    """The tokens relay minted, by their claims (never the token), kept in PostgreSQL."""
+
+    _RECORD = """
+        INSERT INTO issued_token (jti, sub, scope, issued_at, expires_at)
+        VALUES (%(jti)s, %(sub)s, %(scope)s, %(issued_at)s, %(expires_at)s)
+    """
+
+    def __init__(self, pool: ConnectionPool):
+        self._pool = pool
+
+    def record(self, *tokens: Issued) -> None:
+        """Record tokens as minted, so that ``revoke_subject`` finds them."""
+        with db.connection(self._pool) as conn, conn.cursor() as cur:
+            cur.executemany(
+                self._RECORD,
+                [
+                    {
+                        "jti": t.jti,
+                        "sub": t.sub,
+                        "scope": t.scope,
+                        "issued_at": t.issued_at,
+                        "expires_at": t.expires_at,
+                    }
+                    for t in tokens
+                ],
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SubjectRevoked:
+    """What revoking a subject's tokens did."""
+
+    sub: str
+    issued: int  # tokens recorded for the subject, expired ones included
+    live: int  # of those, the ones not expired yet (the clock-skew leeway counted)
+    revoked: tuple[str, ...]  # the live ones revoked now (the rest were already)
 
 
 class TokenVerifier:

@@ -156,11 +156,12 @@ def latest_price(reads: Reads, market: Market, symbol: str) -> dict:
     if row is None:
         raise _not_found(symbol)
     price, as_of = row
-    return {"symbol": symbol, "price": price, "as_of": as_of}
+    return {"symbol": symbol, "quote": market.quote(symbol), "price": price, "as_of": as_of}
 
 
 def profit(reads: Reads, market: Market, symbol: str, value: Decimal) -> dict:
-    """What ``value`` (quote currency) bought 24 hours before the latest price is worth now.
+    """What ``value`` (quote currency, named in ``quote``) bought 24 hours before the latest
+    price is worth now.
 
     price_then is the close of the last 1-minute candle that opened at or
     before ``as_of - 24h``; final_value = value x price_now / price_then.
@@ -187,6 +188,7 @@ def profit(reads: Reads, market: Market, symbol: str, value: Decimal) -> dict:
     exact_profit = _CONTEXT.subtract(exact_final, value)
     return {
         "symbol": symbol,
+        "quote": market.quote(symbol),
         "value": value,
         "price_then": price_then,
         "price_now": price_now,
@@ -254,6 +256,7 @@ def resample(
             ) from None
     return {
         "symbol": symbol,
+        "quote": market.quote(symbol),
         "interval": interval,
         "candles": [
             {"time": r[0], "open": r[1], "high": r[2], "low": r[3], "close": r[4], "volume": r[5]}

@@ -27,6 +27,10 @@ API = "/relay-api/v1"
 DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "description": "exact decimal"}
 NULLABLE_DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 TIME = {"type": "string", "format": "date-time"}
+QUOTE = {
+    "type": ["string", "null"],
+    "description": "the currency prices are in (BTCUSDT: USDT, BTC-USD: USD); null if unknown",
+}
 DATE = {"type": "string", "format": "date"}
 DATE_REQUESTED = {
     "type": "string",
@@ -236,11 +240,14 @@ SCHEMAS = {
         )
     ),
     "Symbols": envelope(obj({"symbols": {"type": "array", "items": {"type": "string"}}})),
-    "Price": envelope(obj({"symbol": {"type": "string"}, "price": DECIMAL, "as_of": TIME})),
+    "Price": envelope(
+        obj({"symbol": {"type": "string"}, "quote": QUOTE, "price": DECIMAL, "as_of": TIME})
+    ),
     "Profit": envelope(
         obj(
             {
                 "symbol": {"type": "string"},
+                "quote": QUOTE,
                 "value": DECIMAL,
                 "price_then": DECIMAL,
                 "price_now": DECIMAL,
@@ -256,6 +263,7 @@ SCHEMAS = {
         obj(
             {
                 "symbol": {"type": "string"},
+                "quote": QUOTE,
                 "interval": {"type": "string", "enum": list(INTERVALS)},
                 "candles": {
                     "type": "array",
@@ -579,9 +587,43 @@ def _paths() -> dict:
             )
         }
     for path, operations in paths.items():
+        # a copy per path: /relay-out and /relay-out/records share one operation object
+        for method, op in operations.items():
+            operations[method] = {**op, "tags": [tag(path)]}
         if "get" in operations and path not in UNSAFE_GETS:
             operations["head"] = head(operations["get"])
     return paths
+
+
+# Swagger UI groups operations by these tags, in this order; each operation has exactly one.
+TAGS = {
+    "relay-in": "Pull fresh data from the upstreams into the database (a relay:in token)",
+    "relay-out": "Read trades, prices, profit and candles back (a relay:out token)",
+    "FX": "Euro reference rates, series and conversion (a relay:out token)",
+    "coins": "The ranked coin table, search and logos (a relay:out token)",
+    "operations": "Health, metrics, this document and the pages for people",
+}
+# Each path's tag: the first entry its path starts with; a path none matches fails the build.
+TAG_OF_PATH = (
+    (f"{API}/relay-in", "relay-in"),
+    (f"{API}/relay-out/rates", "FX"),
+    (f"{API}/relay-out/convert", "FX"),
+    (f"{API}/relay-out/dashboard", "coins"),
+    (f"{API}/relay-out/search", "coins"),
+    (f"{API}/relay-out/assets/", "coins"),
+    (f"{API}/relay-out", "relay-out"),
+)
+OPERATIONS_PATHS = frozenset({"/", "/docs", "/openapi.json", "/health", "/metrics"})
+
+
+def tag(path: str) -> str:
+    """The one tag of ``path``'s operations; a new path must be given one here."""
+    if path in OPERATIONS_PATHS:
+        return "operations"
+    for prefix, name in TAG_OF_PATH:
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            return name
+    raise KeyError(f"no OpenAPI tag for {path}: add it to relay.openapi.TAG_OF_PATH")
 
 
 # GET routes that change data (the original relay-in contract): HEAD must not run them.
@@ -610,6 +652,7 @@ def document(server_url: str | None = None) -> dict:
             "description": "Authenticated market-data relay API. Every body is the envelope "
             '{"code", "message", "data"}; decimals are exact strings; times are UTC.',
         },
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": _paths(),
         "components": {
             "securitySchemes": {

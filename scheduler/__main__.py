@@ -49,7 +49,7 @@ def cmd_run(args) -> int:
         )
         print(json.dumps(outcome.as_dict()), flush=True)
 
-    clock = Clock(jobs, action)
+    clock = Clock(jobs, action, fire_at_start=True)
     done = threading.Event()
 
     def on_signal(signum, frame):

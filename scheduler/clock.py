@@ -12,6 +12,7 @@ import logging
 import threading
 import tomllib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -79,35 +80,80 @@ def trigger(cron: str) -> CronTrigger:
     raise ValueError(f"cron {cron!r} must have 5 or 6 fields")
 
 
-class Clock:
-    """Run ``action(job, stop)`` for each job on its schedule until stopped."""
+def iso(when: datetime | None) -> str:
+    """UTC ISO 8601 with Z, to the second ("never" for no time)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "never"
 
-    def __init__(self, jobs: list[Job], action: Callable[[Job, threading.Event], object]):
+
+START_SPACING_S = 1.0
+
+
+class Clock:
+    """Run ``action(job, stop)`` for each job on its schedule until stopped.
+
+    With ``fire_at_start``, every job is overdue at start (nothing has run in this
+    process yet): each fires once, START_SPACING_S after the one before it, then on
+    its cron. After each firing, and
+    at start, one log line per job says when it runs next.
+    """
+
+    def __init__(
+        self,
+        jobs: list[Job],
+        action: Callable[[Job, threading.Event], object],
+        *,
+        fire_at_start: bool = False,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
         self.jobs = jobs
         self.action = action
+        self.fire_at_start = fire_at_start
+        self.now = now
         self.stopping = threading.Event()
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(2, len(jobs)))},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60},
             timezone="UTC",
         )
-        for job in jobs:
+        self.ids: dict[int, str] = {}
+        for number, job in enumerate(jobs):
+            self.ids[number] = f"{number}:{job.source}:{job.cron}"
+            # Spaced a little apart, so the start's firings do not all ask the app's
+            # small connection pools at the same instant.
+            start = self.now() + timedelta(seconds=START_SPACING_S * number)
+            extra = {"next_run_time": start} if fire_at_start else {}
             self.scheduler.add_job(
-                self._run, trigger(job.cron), args=[job], id=f"{job.source}:{job.cron}",
-                name=job.source,
+                self._run, trigger(job.cron), args=[number, job], id=self.ids[number],
+                name=job.source, **extra,
             )  # fmt: skip
 
-    def _run(self, job: Job) -> None:
+    def _run(self, number: int, job: Job) -> None:
         try:
             self.action(job, self.stopping)
         except Exception:
             # One job's failure is logged and the schedule goes on.
             log.exception("job %s failed", job.source)
+        if not self.stopping.is_set():
+            log.info("%s: next run %s", job.source, iso(self.next_run(number, job)))
+
+    def next_run(self, number: int, job: Job) -> datetime | None:
+        """When the job fires next (by its cron alone, before the scheduler has it)."""
+        scheduled = self.scheduler.get_job(self.ids[number])
+        if scheduled is not None and scheduled.next_run_time is not None:
+            return scheduled.next_run_time
+        return trigger(job.cron).get_next_fire_time(None, self.now())
 
     def start(self) -> None:
         self.scheduler.start()
         for job in self.jobs:
-            log.info("scheduled %s at %r", job.source, job.cron)
+            after = trigger(job.cron).get_next_fire_time(None, self.now())
+            if self.fire_at_start:
+                log.info(
+                    "scheduled %s at %r: fires now (overdue at start), then next run %s",
+                    job.source, job.cron, iso(after),
+                )  # fmt: skip
+            else:
+                log.info("scheduled %s at %r: next run %s", job.source, job.cron, iso(after))
 
     def stop(self) -> None:
         """Let running calls finish (they see ``stopping`` and fire no more), then return."""

@@ -5,17 +5,22 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 import jwt
+import psycopg
 import pytest
+import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from relay import auth
 from relay.errors import Unauthorized
-from tests.conftest import OLD_SECRET, SECRET, bearer
+from tests.conftest import OLD_SECRET, SECRET, bearer, eventually
+from tests.served import free_port
 
 OUT = "/relay-api/v1/relay-out/records"
 IN = "/relay-api/v1/relay-in"
@@ -147,7 +152,7 @@ def _cli(*args, env_extra=None) -> subprocess.CompletedProcess:
     )
 
 
-def test_token_command_prints_a_token_the_app_accepts(app):
+def test_token_command_prints_a_token_the_app_accepts(app, database_url):
     done = _cli(
         "token",
         "--sub",
@@ -156,7 +161,7 @@ def test_token_command_prints_a_token_the_app_accepts(app):
         "relay:out",
         "--ttl",
         "30d",
-        env_extra={"RELAY_JWT_SECRET": f"{SECRET},{OLD_SECRET}"},
+        env_extra={"RELAY_JWT_SECRET": f"{SECRET},{OLD_SECRET}", "DATABASE_URL": database_url},
     )
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
@@ -194,6 +199,171 @@ def test_revoked_token_is_refused_from_then_on_across_processes(app, database_ur
         "revoke", jti, env_extra={"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET}
     )
     assert "already revoked" in again.stdout
+
+
+def _token(database_url, sub, scope="relay:out", *extra) -> subprocess.CompletedProcess:
+    env = {"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET}
+    return _cli("token", "--sub", sub, "--scope", scope, *extra, env_extra=env)
+
+
+def _utc(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def test_token_command_prints_the_jti_and_expiry_and_records_the_token(database_url, conn):
+    done = _token(database_url, "frontend", "relay:in relay:out", "--ttl", "12h")
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert done.stdout == token + "\n"  # the token alone on stdout: TOKEN=$(relay token ...)
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert f"jti {claims['jti']}" in done.stderr
+    assert f"expires {_utc(claims['exp'])}" in done.stderr
+    assert f"python -m relay revoke {claims['jti']}" in done.stderr
+    row = conn.execute(
+        "SELECT sub, scope, extract(epoch FROM issued_at)::bigint, "
+        "extract(epoch FROM expires_at)::bigint FROM issued_token WHERE jti = %s",
+        (claims["jti"],),
+    ).fetchone()
+    assert row == ("frontend", "relay:in relay:out", claims["iat"], claims["exp"])
+    assert token not in str(conn.execute("SELECT * FROM issued_token").fetchall())
+
+    as_json = _token(database_url, "frontend", "relay:out", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    described = json.loads(as_json.stdout)
+    claims = jwt.decode(described["token"], SECRET, algorithms=["HS256"])
+    assert described == {
+        "token": described["token"],
+        "jti": claims["jti"],
+        "sub": "frontend",
+        "scope": "relay:out",
+        "issued_at": _utc(claims["iat"]),
+        "expires_at": _utc(claims["exp"]),
+    }
+
+
+def test_token_command_without_a_database_says_so_and_prints_no_token():
+    unused_tcp_port = free_port()  # nothing listens on it
+    done = _cli(
+        "token",
+        "--sub",
+        "x",
+        "--scope",
+        "relay:out",
+        env_extra={
+            "RELAY_JWT_SECRET": SECRET,
+            "DATABASE_URL": f"postgresql://relay@127.0.0.1:{unused_tcp_port}/relay",
+        },
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""  # an unrecorded token could not be revoked by --sub
+    assert "relay token: the database is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _refused(app, token) -> bool:
+    resp = app.get(OUT, {"symbol": "BTC"}, headers={"Authorization": f"Bearer {token}"}, status="*")
+    if resp.status_int == 404:
+        return False
+    assert resp.status_int == 401 and resp.json["message"] == "Unauthorized: token revoked"
+    return True
+
+
+def test_revoke_sub_refuses_every_token_of_that_subject_and_no_other(
+    make_app, config, database_url, listener
+):
+    env = {"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET}
+    leaked = [_token(database_url, "laptop", scope).stdout.strip() for scope in ("relay:out",) * 2]
+    leaked.append(_token(database_url, "laptop", "relay:in relay:out").stdout.strip())
+    kept = [_token(database_url, name).stdout.strip() for name in ("laptop2", "desk")]
+    apps = [make_app(config), make_app(config, changes=listener)]  # from the database; live set
+    for app in apps:
+        assert not any(_refused(app, token) for token in leaked + kept)
+
+    done = _cli("revoke", "--sub", "laptop", env_extra=env)
+    assert done.returncode == 0, done.stderr
+    jtis = sorted(jwt.decode(t, SECRET, algorithms=["HS256"])["jti"] for t in leaked)
+    assert done.stdout.strip() == f"revoked 3 token(s) of laptop: {', '.join(jtis)}"
+    for app in apps:
+        assert eventually(lambda app=app: all(_refused(app, token) for token in leaked))
+        assert not any(_refused(app, token) for token in kept)
+
+    # Again: nothing left to revoke, and it says so; an expired token is not counted as live.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO issued_token VALUES ('old', 'laptop', 'relay:out', "
+            "now() - interval '2 days', now() - interval '1 day')"
+        )
+    again = _cli("revoke", "--sub", "laptop", env_extra=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "revoked 0 token(s) of laptop; 3 already revoked; 1 expired"
+    # The subject is not barred: a token minted afterwards is accepted.
+    fresh = _token(database_url, "laptop").stdout.strip()
+    assert not any(_refused(app, fresh) for app in apps)
+
+
+def test_revoke_sub_of_an_unknown_subject_says_so(database_url, conn):
+    _token(database_url, "known")
+    env = {"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET}
+    done = _cli("revoke", "--sub", "nobody", env_extra=env)
+    assert done.returncode == 1
+    assert "no token issued to 'nobody' is recorded" in done.stderr
+    assert conn.execute("SELECT count(*) FROM revoked_token").fetchone()[0] == 0
+
+
+def test_revoke_takes_a_jti_or_a_subject_not_both_nor_neither(database_url):
+    env = {"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET}
+    for args in ((), ("some-jti", "--sub", "someone")):
+        done = _cli("revoke", *args, env_extra=env)
+        assert done.returncode == 2
+        assert "jti" in done.stderr and "--sub" in done.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_serve_prints_a_token_for_each_scope_and_records_them(database_url, conn):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RELAY_JWT_SECRET")}
+    env.update(DATABASE_URL=database_url, RELAY_JWT_SECRET=SECRET, PORT=str(port))
+    env.update(WEB_CONCURRENCY="1")
+    serve = subprocess.Popen(
+        # no clock: it would fire relay-ins at the real upstreams
+        [sys.executable, "-m", "relay", "serve", "--no-clock"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in serve.stdout], daemon=True).start()
+    printed = {}
+    try:
+        deadline = time.monotonic() + 60
+        while "web page" not in printed and time.monotonic() < deadline:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if "token (7 days):" in line:
+                scope, token = line.split(" token (7 days): ")
+                printed[scope.strip()] = token.strip()
+            elif "web page:" in line:
+                printed["web page"] = line
+        # Stopped once it answers: by then it forwards SIGTERM to gunicorn (none is left over).
+        health = f"http://127.0.0.1:{port}/health"
+        assert eventually(lambda: _answers(health), timeout=max(1, deadline - time.monotonic()))
+    finally:
+        serve.terminate()
+        assert serve.wait(30) is not None
+    printed.pop("web page")
+    assert list(printed) == list(auth.SCOPES)  # three: relay:in, relay:out, relay:metrics
+    recorded = dict(conn.execute("SELECT jti, scope FROM issued_token WHERE sub = 'dev'"))
+    assert recorded == {
+        jwt.decode(token, SECRET, algorithms=["HS256"])["jti"]: scope
+        for scope, token in printed.items()
+    }
 
 
 def test_mint_rejects_unknown_scopes_and_bad_ttls():

@@ -83,6 +83,7 @@ def test_recorded_klines_and_ticker_are_stored_exactly(
     # The ticker (closeTime 23:13:21.452) is fresher than the newest candle.
     assert price == {
         "symbol": "BTCUSDT",
+        "quote": "USDT",
         "price": "60755.18000000",
         "as_of": "2021-10-22T23:13:21.452000Z",
     }
@@ -253,6 +254,7 @@ def test_profit_matches_a_hand_computation(app, out_headers, day_and_a_bit):
 
     assert data == {
         "symbol": "ADAUSDT",
+        "quote": "USDT",
         "value": "1000",
         "price_then": "0.50600000",
         "price_now": "0.65000000",
@@ -364,6 +366,7 @@ def test_candles_resample_the_one_minute_rows(
     data = app.get(f"{OUT}/candles", query, headers=out_headers).json["data"]
 
     assert data["symbol"] == "ADAUSDT" and data["interval"] == interval
+    assert data["quote"] == "USDT"
     assert data["candles"] == expected_buckets(without_gap, minutes)
 
 
@@ -457,3 +460,20 @@ def test_tiny_zero_and_long_decimals_keep_every_digit_on_either_path(
         "SELECT open::text, high::text, low::text, close::text, volume::text FROM binance_candle"
     ).fetchone()
     assert row == ("0.00000001", "123456789012345678.123456789012", "0.00000000", "0.00000001", "0")
+
+
+@pytest.mark.parametrize(
+    ("symbol", "quote"),
+    [
+        ("BTCUSDT", "USDT"),
+        ("ADABTC", "BTC"),
+        ("ETHFDUSD", "FDUSD"),
+        ("BTCAEUR", "AEUR"),  # the longest quote it ends with, not EUR
+        ("TUSDT", "USDT"),  # Threshold's T in USDT
+        ("USDTTRY", "TRY"),
+        ("ABCXYZ", None),  # no quote asset it ends with: said, not guessed
+        ("BTC", None),  # a quote alone has no base
+    ],
+)
+def test_a_symbol_names_its_quote_asset(symbol, quote):
+    assert MARKET.quote(symbol) == quote

@@ -100,6 +100,7 @@ def test_the_recorded_candle_and_ticker_are_stored_digit_for_digit(
     # The ticker (its last trade at 11:10:41.270099) is fresher than the 11:00 candle.
     assert price == {
         "symbol": "BTC-USDT",
+        "quote": "USDT",
         "price": "73367.8",
         "as_of": "2024-03-13T11:10:41.270099Z",
     }
@@ -270,6 +271,7 @@ def test_price_profit_candles_and_symbols_answer_for_coinbase_as_for_binance(
         f"{OUT}/price", {"symbol": "btc-usd", **coinbase_only}, headers=out_headers
     ).json["data"]
     assert price["price"] == "73774.99"
+    assert price["quote"] == "USD"  # the currency the price is in, named
 
     profit = app.get(
         f"{OUT}/profit",
@@ -279,12 +281,15 @@ def test_price_profit_candles_and_symbols_answer_for_coinbase_as_for_binance(
     # 24 h before the ticker's time (T0 + 24 h + 30 s), the minute that opened at T0.
     assert profit["price_then"] == "73241.50"
     assert profit["price_now"] == "73774.99"
+    assert profit["quote"] == "USD"
 
     bars = app.get(
         f"{OUT}/candles",
         {"symbol": "BTC-USD", "interval": "5m", "start": T0.isoformat(), **coinbase_only},
         headers=out_headers,
-    ).json["data"]["candles"]
+    ).json["data"]
+    assert bars["quote"] == "USD"
+    bars = bars["candles"]
     first = bars[0]
     rows = make_coinbase_candles(T0, 5, skip=frozenset({1, 3}))  # minutes 0, 2, 4
     assert first["time"] == "2026-11-20T00:00:00Z"

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from werkzeug import Response
 
-from scheduler.clock import Clock, Job, load_schedule
+from scheduler.clock import START_SPACING_S, Clock, Job, load_schedule
 from scheduler.fire import fire
+from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/relay-api/v1/relay-in/coinapi"
@@ -225,3 +226,77 @@ def test_a_job_for_an_unknown_source_is_refused_at_load(tmp_path):
     path.write_text('[jobs.kraken]\ncron = "* * * * *"\n')
     with pytest.raises(ValueError, match="kraken"):
         load_schedule(path)
+
+
+ISO_Z = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def test_run_fires_every_job_at_start_and_logs_each_next_run(httpserver):
+    import re
+    import signal
+
+    from relay.sources.registry import BY_NAME
+
+    fired = []
+    for name in BY_NAME:
+        httpserver.expect_request(
+            f"/relay-api/v1/relay-in/{name}", method="POST"
+        ).respond_with_handler(
+            lambda request, name=name: (
+                fired.append(name)
+                or Response(
+                    envelope(201, {"processed": 1}), status=201, content_type="application/json"
+                )
+            )
+        )
+    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_URL", "RELAY_TOKEN")}
+    env.update({"RELAY_URL": httpserver.url_for("/"), "RELAY_TOKEN": "tok"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scheduler", "run"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while len(fired) < len(BY_NAME) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the log lines that follow each firing
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert sorted(fired) == sorted(BY_NAME)  # every job once, at start: nothing ran yet
+    for name in BY_NAME:
+        assert re.search(rf"scheduled {name} at .*fires now.*next run {ISO_Z}", err), err
+        assert re.search(rf"{name}: next run {ISO_Z}", err), err
+    outcomes = [json.loads(line) for line in out.splitlines()]
+    assert sorted(o["source"] for o in outcomes) == sorted(BY_NAME)
+    assert all(o["status"] == 201 for o in outcomes)
+
+
+def test_clock_fires_at_start_then_on_its_cron():
+    calls = []
+    clock = Clock([Job("hourly", "0 * * * *")], lambda job, stop: calls.append(job.source),
+                  fire_at_start=True)  # fmt: skip
+    clock.start()
+    try:
+        assert eventually(lambda: calls == ["hourly"])
+        time.sleep(0.3)
+        assert calls == ["hourly"]  # once, then it waits for the top of the hour
+        assert clock.next_run(0, clock.jobs[0]).minute == 0
+    finally:
+        clock.stop()
+
+
+def test_the_start_firings_are_spaced_apart():
+    # All at one instant, five relay-ins would ask a small pool for five connections at once.
+    fired: list[tuple[str, float]] = []
+    jobs = [Job("first", "0 * * * *"), Job("second", "0 * * * *")]
+    clock = Clock(jobs, lambda job, stop: fired.append((job.source, time.monotonic())),
+                  fire_at_start=True)  # fmt: skip
+    clock.start()
+    try:
+        assert eventually(lambda: len(fired) == 2, timeout=5)
+    finally:
+        clock.stop()
+    assert [name for name, _ in fired] == ["first", "second"]
+    assert fired[1][1] - fired[0][1] >= START_SPACING_S * 0.9

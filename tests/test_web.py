@@ -8,7 +8,6 @@ driven by Playwright; screenshots go to ``test-output/screenshots`` (or
 
 from __future__ import annotations
 
-import decimal
 import os
 import time
 from decimal import Decimal
@@ -21,7 +20,7 @@ from relay import auth, db
 from relay.app import create_app
 from relay.config import Config
 from relay.resources import web
-from tests.conftest import SECRET
+from tests.conftest import SECRET, fresh_database
 from tests.web_site import COINS, Site, launch_chromium, running_site, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +48,20 @@ def down_site(server_url) -> Site:
 
 
 @pytest.fixture(scope="module")
+def empty_site(server_url) -> Site:
+    """The app over a migrated database that holds nothing yet: a new install."""
+    with fresh_database(server_url, "relay_web_empty") as database_url:
+        config = Config(database_url=database_url, jwt_secrets=(SECRET,))
+        pool = db.make_pool(database_url, min_size=0, max_size=4, timeout=5, open=True)
+        try:
+            with serve(create_app(config, pool)) as base:
+                token = auth.mint_token(SECRET, "web-test", ["relay:out"], 3600)
+                yield Site(base, database_url, token)
+        finally:
+            pool.close(timeout=1)
+
+
+@pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as playwright:
         try:
@@ -64,7 +77,7 @@ def open_page(browser):
     """Open / of a site in a fresh browser context; fail on any script error or CSP refusal."""
     contexts, problems = [], []
 
-    def open_(site: Site, width: int = 1280, height: int = 900):
+    def open_(site: Site, width: int = 1280, height: int = 900, path: str = "/"):
         context = browser.new_context(viewport={"width": width, "height": height})
         contexts.append(context)
         page = context.new_page()
@@ -78,7 +91,7 @@ def open_page(browser):
                 else None
             ),
         )
-        page.goto(site.base + "/")
+        page.goto(site.base + path)
         return page
 
     yield open_
@@ -168,7 +181,7 @@ def test_dashboard_sorts_by_market_cap_both_ways_and_shows_logos(open_page, site
 
     header.locator("button").click()
     expect(header).to_have_attribute("aria-sort", "ascending")
-    expect(page.locator("#dashboard-table tbody tr").first).to_have_attribute("data-symbol", "LTC")
+    expect(page.locator("#dashboard-table tbody tr").first).to_have_attribute("data-symbol", "TINY")
     assert dashboard_symbols(page) == api_order("asc")
     assert market_caps(page) == sorted(market_caps(page))
 
@@ -180,9 +193,9 @@ def test_dashboard_sorts_by_market_cap_both_ways_and_shows_logos(open_page, site
     btc = site.api("dashboard", id="BTC").json()["data"]["rows"][0]
     cells = page.locator("#dashboard-table tr[data-symbol=BTC] td").all_inner_texts()
     assert number(cells[2]) == Decimal(btc["price"])
-    assert cells[3] == "+5.26%" and btc["change_24h"] == "5.2632"  # 1 / 0.95 - 1
-    assert cells[4] == "-9.09%" and btc["change_7d"] == "-9.0909"
-    assert cells[5] == "+25.00%" and btc["change_1m"] == "25.0000"
+    assert cells[3] == "+5.2632 %" and btc["change_24h"] == "5.2632"  # 1 / 0.95 - 1
+    assert cells[4] == "-9.0909 %" and btc["change_7d"] == "-9.0909"
+    assert cells[5] == "+25.0000 %" and btc["change_1m"] == "25.0000"
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "dashboard-1280.png", full_page=True)
@@ -204,6 +217,7 @@ def test_search_finds_a_coin_and_shows_it_in_the_dashboard(open_page, site):
     expect(page.locator("#dashboard-table tbody tr")).to_have_count(1)
     assert dashboard_symbols(page) == ["BCH"]
     expect(page.locator("#dashboard-filter")).to_contain_text("BCH")
+    expect(page.locator("#dashboard-meta")).to_have_text("1 coin on 2026-11-20 (UTC), in USD")
     page.click("#dashboard-filter button")
     expect(page.locator("#dashboard-table tbody tr")).to_have_count(len(COINS))
 
@@ -231,8 +245,7 @@ def test_price_card_and_profit_calculator_show_what_the_api_returns(open_page, s
     }
     for field in ("final_value", "profit", "price_then", "price_now"):
         assert number(shown[field]) == Decimal(profit[field]), (field, shown, profit)
-    percent = Decimal(profit["profit_percent"]).quantize(Decimal("0.01"), decimal.ROUND_HALF_UP)
-    assert number(shown["profit_percent"]) == percent, (shown, profit)
+    assert shown["profit_percent"] == f"+{profit['profit_percent']} %", (shown, profit)
     assert Decimal(profit["profit"]) > 0
     assert shown["profit_percent"].startswith("+")
 
@@ -383,6 +396,12 @@ def test_the_page_fits_a_375_pixel_screen(open_page, site):
     market_cap = page.locator("#dashboard-table tr[data-symbol=BTC] td:nth-child(8)")
     assert market_cap.locator(".short").inner_text() == "1.80 T"
     assert market_cap.locator(".short").is_visible()
+    # shortened for room, the full figure is the tooltip; a small one is not shortened to 0
+    expect(market_cap).to_have_attribute("title", "1,802,345,678,901.25")
+    tiny = page.locator("#dashboard-table tr[data-symbol=TINY] td:nth-child(8) .short")
+    expect(tiny).to_have_text("0.01234")
+    change = page.locator("#dashboard-table tr[data-symbol=BTC] td:nth-child(4) .short")
+    expect(change).to_have_text("+5.2632 %")  # four decimals fit: not rounded to +5.26 %
     expect(page.locator("#dashboard-table th[data-order='7d']")).to_be_hidden()
     expect(page.locator("#dashboard-table th[data-order=market_cap]")).to_be_visible()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -400,8 +419,14 @@ def test_decimal_formatting_keeps_every_digit(open_page, site):
                     .map(([t, p]) => m.roundDecimal(t, p)),
                 price: ["91234.56789012", "0.50000000", "1802345678901.25", "7"].map(m.formatPrice),
                 percent: ["5.2632", "-9.0909", "0", "0.004"].map(m.formatPercent),
-                compact: ["1802345678901.25", "999.5", "1000", "23999999999", "-1234567", "0.5"]
-                    .map(m.compact),
+                compact: ["1802345678901.25", "999.5", "1000", "23999999999", "-1234567", "0.5",
+                          "0.01234"].map(m.compact),
+                decimal: ["1000.5", "0.01234", "-4.2054", "1802345678901.25", "-0.000", "12"]
+                    .map((t) => m.formatDecimal(t)),
+                quoted: [m.formatPrice("91234.5", { unit: "USDT" }), m.formatPercent("-4.2054")],
+                axis: [m.axisLabels(9.5, 10.5, 4), m.axisLabels(88000, 91000, 4),
+                       m.axisLabels(0.0995, 0.1005, 4)],
+                plural: [m.plural(1, "coin"), m.plural(2, "coin"), m.plural(0, "coin")],
                 explain: [m.explain(401, "Unauthorized: token expired"),
                           m.explain(503, "Service Unavailable: database unavailable"),
                           m.explain(0, "")],
@@ -412,8 +437,22 @@ def test_decimal_formatting_keeps_every_digit(open_page, site):
         "1.01", "0.00", "10.00", "1000", "12.00", "0.123456789012345679", "0.00", "-2", "007.100",
     ]  # fmt: skip
     assert results["price"] == ["91,234.56789012", "0.50", "1,802,345,678,901.25", "7.00"]
-    assert results["percent"] == ["+5.26%", "-9.09%", "0.00%", "0.00%"]
-    assert results["compact"] == ["1.80 T", "1000", "1.00 K", "24.00 B", "-1.23 M", "1"]
+    # every digit the API sent: never 1,001 for 1000.5, 0 for 0.01234 or -4.21 for -4.2054
+    assert results["percent"] == ["+5.2632 %", "-9.0909 %", "0 %", "+0.004 %"]
+    assert results["compact"] == [
+        "1.80 T", "999.5", "1.00 K", "24.00 B", "-1.23 M", "0.5", "0.01234",
+    ]  # fmt: skip
+    assert results["decimal"] == [
+        "1,000.5", "0.01234", "-4.2054", "1,802,345,678,901.25", "0.000", "12",
+    ]  # fmt: skip
+    assert results["quoted"] == ["91,234.50 USDT", "-4.2054 %"]
+    # the chart's y axis: one number of decimals on every label, even across 10
+    assert results["axis"] == [
+        ["9.50", "9.75", "10.00", "10.25", "10.50"],
+        ["88,000", "88,750", "89,500", "90,250", "91,000"],
+        ["0.09950", "0.09975", "0.10000", "0.10025", "0.10050"],
+    ]
+    assert results["plural"] == ["1 coin", "2 coins", "0 coins"]
     assert results["explain"] == [
         "Token expired. Paste a fresh relay:out token above.",
         "Database unavailable. The service is unavailable for a moment; try again shortly.",
@@ -462,3 +501,154 @@ def test_the_page_follows_only_paths_under_its_api_prefix(open_page, site):
     assert urls[0] == [f"{api}/assets/BTC/logo", f"{api}/assets/A%24B/logo", *[None] * 11]
     # a route name the page builds is one segment, percent-encoded
     assert urls[1] == [f"{api}/dashboard", f"{api}/..%2F..%2Frelay-in%3Fsource%3Decb"]
+
+
+def cells_of(page, symbol: str) -> list[str]:
+    return page.locator(f"#dashboard-table tr[data-symbol={symbol}] td").all_inner_texts()
+
+
+def test_dashboard_figures_keep_every_digit_the_api_sent(open_page, site):
+    page = open_page(site)
+    sign_in(page, site.token)
+    expect(page.locator("#dashboard-table tbody tr")).to_have_count(len(COINS))
+    btc = site.api("dashboard", id="BTC").json()["data"]["rows"][0]
+    tiny = site.api("dashboard", id="TINY").json()["data"]["rows"][0]
+    assert (btc["volume_24h"], tiny["market_cap"]) == ("1000.5", "0.01234")
+
+    btc_cells, tiny_cells = cells_of(page, "BTC"), cells_of(page, "TINY")
+    assert btc_cells[6] == "1,000.5"  # not 1,001
+    assert btc_cells[7] == "1,802,345,678,901.25"
+    assert tiny_cells[7] == "0.01234"  # not 0
+    assert tiny_cells[2] == "0.00001234"
+    assert btc_cells[3] == f"+{btc['change_24h']} %"
+
+
+def test_the_price_card_and_profit_name_the_quote_currency(open_page, site):
+    page = open_page(site)
+    sign_in(page, site.token)
+    page.select_option("#market-symbol", "BTCUSDT")
+    expect(page.locator("#price-asof")).to_contain_text("BTCUSDT on Binance")
+    price = site.api("price", symbol="BTCUSDT").json()["data"]
+    assert price["quote"] == "USDT"
+    shown = page.inner_text("#price-value")
+    assert shown.endswith(" USDT") and number(shown) == Decimal(price["price"]), shown
+    expect(page.locator("label[for=profit-value]")).to_contain_text("(USDT)")
+
+    page.click("#profit-form button[type=submit]")
+    expect(page.locator("#profit-result")).to_be_visible()
+    profit = site.api("profit", symbol="BTCUSDT", value="1000").json()["data"]
+    for field in ("final_value", "profit", "price_now"):
+        text = page.inner_text(f'#profit-result [data-field="{field}"]')
+        assert text.endswith(" USDT") and number(text) == Decimal(profit[field]), (field, text)
+    expect(page.locator("#chart-caption")).to_contain_text(" USDT.")
+
+    page.select_option("#market-exchange", "coinbase")
+    expect(page.locator("#price-asof")).to_contain_text("BTC-USD on Coinbase")
+    expect(page.locator("#price-value")).to_contain_text(" USD")
+    assert not page.inner_text("#price-value").endswith("USDT")
+
+
+def test_the_day_picker_shows_the_dashboard_of_that_day(open_page, site):
+    page = open_page(site)
+    sign_in(page, site.token)
+    meta = page.locator("#dashboard-meta")
+    expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-20 (UTC), in USD")
+    expect(page.locator("#dashboard-date")).to_have_attribute("max", "2026-11-20")
+
+    page.fill("#dashboard-date", "2026-11-13")
+    expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-13 (UTC), in USD")
+    then = site.api("dashboard", id="BTC", date="2026-11-13").json()["data"]["rows"][0]
+    latest = site.api("dashboard", id="BTC").json()["data"]["rows"][0]
+    assert then["price"] != latest["price"]
+    assert number(cells_of(page, "BTC")[2]) == Decimal(then["price"])
+
+    # A day before any snapshot: the panel says so instead of showing another day.
+    page.fill("#dashboard-date", "2020-01-01")
+    expect(page.locator("#dashboard-table tbody tr")).to_have_count(0)
+    said = page.locator("#dashboard > .empty:visible, #dashboard > .error:visible")
+    expect(said).to_have_count(1)
+    expect(meta).to_have_text("")
+
+    page.fill("#dashboard-date", "")  # cleared: the latest day again
+    expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-20 (UTC), in USD")
+    expect(said).to_have_count(0)
+
+
+def test_every_empty_panel_says_which_source_fills_it_and_how(open_page, empty_site):
+    page = open_page(empty_site)
+    sign_in(page, empty_site.token)
+    dashboard = page.locator("#dashboard > .empty")
+    expect(dashboard).to_contain_text("No coins held yet")
+    expect(dashboard).to_contain_text("POST /relay-api/v1/relay-in/cmc")
+    expect(dashboard).to_contain_text("CMC_API_KEY")
+    expect(page.locator("#search > .empty")).to_contain_text("relay-in/cmc")
+    expect(page.locator("#market > .empty")).to_contain_text(
+        "No Binance symbol is held yet: run a Binance relay-in (POST /relay-api/v1/relay-in/binance"
+    )
+    expect(page.locator("#chart > .empty")).to_contain_text("relay-in/binance")
+    expect(page.locator("#fx > .empty")).to_contain_text(
+        "No ECB rates held yet: run an ECB relay-in (POST /relay-api/v1/relay-in/ecb"
+    )
+    # empty is not an error: no panel shows one
+    expect(page.locator(".error:visible")).to_have_count(0)
+
+    page.select_option("#market-exchange", "coinbase")
+    expect(page.locator("#market > .empty")).to_contain_text("relay-in/coinbase")
+    expect(page.locator("#chart > .empty")).to_contain_text("COINBASE_PRODUCTS")
+    page.click("#profit-form button[type=submit]")
+    expect(page.locator("#profit-form > .error")).to_contain_text("relay-in/coinbase")
+
+    page.fill("#search-input", "bit")
+    expect(page.locator("#search-empty")).to_have_text("No coin matches “bit”.")
+    expect(page.locator("#search > .empty")).to_contain_text("relay-in/cmc")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for width in (1280, 375):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=SCREENSHOTS / f"empty-{width}.png", full_page=True)
+
+
+def test_a_refused_token_shows_its_error_in_the_chart_too(open_page, site):
+    page = open_page(site)
+    expired = auth.mint_token(SECRET, "web-test", ["relay:out"], 60, now=lambda: time.time() - 600)
+    sign_in(page, expired)
+    chart_error = page.locator("#chart > .error")
+    expect(chart_error).to_have_text("Token expired. Paste a fresh relay:out token above.")
+    expect(page.locator("#chart-svg > *")).to_have_count(0)
+    expect(page.locator("#chart-caption")).to_have_text("")
+
+    sign_in(page, site.token)  # a good token brings the chart back and drops the error
+    expect(page.locator("#chart-svg g")).not_to_have_count(0)
+    expect(chart_error).to_be_hidden()
+
+
+def test_a_database_outage_shows_in_the_chart_too(open_page, down_site):
+    page = open_page(down_site)
+    sign_in(page, down_site.token)
+    error = page.locator("#chart > .error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("The service is unavailable for a moment; try again shortly.")
+
+
+def test_a_token_in_the_link_fragment_signs_in_and_leaves_the_address(open_page, site):
+    page = open_page(site, path=f"/#token={site.token}")
+    expect(page.locator("#dashboard-table tbody tr")).to_have_count(len(COINS))
+    assert page.url == site.base + "/"  # gone from the address bar and the history entry
+    assert page.evaluate("sessionStorage.getItem('relay.token')") == site.token
+
+
+@pytest.mark.parametrize("width", [1280, 900, 375, 320])
+def test_the_search_placeholder_is_not_cut_off(open_page, site, width):
+    page = open_page(site, width=width)
+    text, room = page.evaluate(
+        """() => {
+            const input = document.querySelector("#search-input");
+            const style = getComputedStyle(input);
+            const context = document.createElement("canvas").getContext("2d");
+            context.font = style.font;
+            const room = input.clientWidth - parseFloat(style.paddingLeft)
+                - parseFloat(style.paddingRight);
+            return [context.measureText(input.placeholder).width, room];
+        }"""
+    )
+    # with room to spare: other systems' fonts are wider than this Chromium's
+    assert text <= 0.8 * room, (text, room)

@@ -66,6 +66,8 @@ COINS = [
     (2, "Litecoin", "LTC", 8, "88.8", "6700000000", (52, 93, 157)),
     (6636, "Polkadot", "DOT", 9, "4.44", "6800000000", (230, 0, 122)),
     (1831, "Bitcoin Cash", "BCH", 10, "450.5", "8900000000", (141, 193, 81)),
+    # a figure that rounds to nothing: the page must show its digits, not 0
+    (90001, "Tinycoin", "TINY", 11, "0.00001234", "0.01234", (128, 128, 128)),
 ]
 # Closes on the days the dashboard compares against, as a share of today's.
 HISTORY = {30: Decimal("0.8"), 7: Decimal("1.1"), 1: Decimal("0.95"), 0: Decimal(1)}

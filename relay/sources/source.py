@@ -60,6 +60,10 @@ class Market:
     ticker_time: str  # the ticker's own time (the last trade's)
     # what a symbol looks like, upper-cased (callers may write it in any case)
     pattern: re.Pattern[str] = dataclasses.field(compare=False)
+    # the currency a symbol's prices are in (BTCUSDT -> USDT), None when it cannot tell
+    quote: Callable[[str], str | None] = dataclasses.field(
+        compare=False, default=lambda symbol: None
+    )
 
     def resolve(self, text: str | None) -> str:
         """A symbol as callers write it, normalized; BadRequest when malformed."""
@@ -75,6 +79,8 @@ class Source:
     overdue_after: timedelta  # /health calls it overdue after this long without success
     cron: str  # when the clock fires it by default (UTC)
     market: Market | None = None  # an exchange whose prices and candles relay-out serves
+    # the variable holding its API key, when its upstream refuses callers without one
+    key_variable: str | None = None
 
     @property
     def name(self) -> str:

@@ -26,6 +26,18 @@ const HINTS = {
   503: "The service is unavailable for a moment; try again shortly.",
 };
 
+// How each source's data gets here, for the panels it leaves empty.
+const FILL = {
+  cmc: "run a CoinMarketCap relay-in (POST /relay-api/v1/relay-in/cmc with a relay:in token; " +
+    "needs CMC_API_KEY) or start ./run demo",
+  binance: "run a Binance relay-in (POST /relay-api/v1/relay-in/binance with a relay:in token; " +
+    "symbols from BINANCE_SYMBOLS) or start ./run demo",
+  coinbase: "run a Coinbase relay-in (POST /relay-api/v1/relay-in/coinbase with a relay:in " +
+    "token; products from COINBASE_PRODUCTS) or start ./run demo",
+  ecb: "run an ECB relay-in (POST /relay-api/v1/relay-in/ecb with a relay:in token; no key " +
+    "needed) or start ./run demo",
+};
+
 // A readable sentence for an API failure: the API's own message without its
 // status prefix ("Unauthorized: token expired" reads "Token expired."), then what to do.
 export function explain(status, message) {
@@ -144,41 +156,65 @@ export function groupDigits(text) {
   return match[1] + match[2].replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (match[3] || "");
 }
 
-// A price keeps every digit the API sent, less trailing zeros past the cents.
-export function formatPrice(text) {
-  if (text === null || text === undefined) return "–";
-  const trimmed = String(text).includes(".") ? String(text).replace(/0+$/, "") : String(text);
-  const [whole, fraction = ""] = trimmed.split(".");
-  return groupDigits(`${whole}.${fraction.padEnd(2, "0")}`);
+// The one formatter for a figure the API sent: its decimal string, digit for digit, with
+// thousands separators (1000.5 -> "1,000.5", 0.01234 -> "0.01234"). Never rounds. Options:
+// `places` pads the fraction to at least that many decimals, dropping zeros past them
+// (they hold no digit of the value: "0.50000000" -> "0.50"); `sign` writes + before a
+// positive figure; `unit` follows after a space ("%", "USDT").
+export function formatDecimal(text, { places = null, sign = false, unit = "" } = {}) {
+  if (text === null || text === undefined || text === "") return "–";
+  const match = /^([-+]?)(\d+)(?:\.(\d*))?$/.exec(String(text));
+  if (!match) return String(text);
+  const [, given, whole] = match;
+  let fraction = match[3] || "";
+  if (places !== null) fraction = fraction.replace(/0+$/, "").padEnd(places, "0");
+  const zero = !/[1-9]/.test(whole + fraction);
+  const minus = given === "-" && !zero ? "-" : "";
+  const plus = sign && !minus && !zero ? "+" : "";
+  const number = plus + minus + groupDigits(whole) + (fraction ? `.${fraction}` : "");
+  return unit ? `${number} ${unit}` : number;
 }
 
+// A price: every digit, at least to the cent ("7" -> "7.00"), then its currency if given.
+export function formatPrice(text, { unit = "" } = {}) {
+  return formatDecimal(text, { places: 2, unit });
+}
+
+// A percentage: every digit, signed ("-4.2054" -> "-4.2054 %").
 export function formatPercent(text) {
-  if (text === null || text === undefined) return "–";
-  const value = roundDecimal(text, 2);
-  return `${value.startsWith("-") || value === "0.00" ? "" : "+"}${value}%`;
+  return formatDecimal(text, { sign: true, unit: "%" });
 }
 
-function formatWhole(text) {
-  return text === null || text === undefined ? "–" : groupDigits(roundDecimal(text, 0));
-}
-
-// 1802345678901.25 -> "1.80 T": for narrow screens, next to the full figure.
+// 1802345678901.25 -> "1.80 T": for narrow screens, next to the full figure (which the
+// cell's tooltip also holds). Under a thousand nothing is shortened: 0.01234 stays.
 export function compact(text) {
   if (text === null || text === undefined) return "–";
   const whole = String(text).replace(/^-/, "").split(".")[0].replace(/^0+(?=\d)/, "");
   const units = ["", " K", " M", " B", " T"];
   const group = Math.min(Math.floor((whole.length - 1) / 3), units.length - 1);
-  if (group === 0) return roundDecimal(text, 0);
+  if (group === 0) return formatDecimal(text);
   const digits = whole.length - group * 3;
   const shown = roundDecimal(`${whole.slice(0, digits)}.${whole.slice(digits)}`, 2);
   return `${String(text).startsWith("-") ? "-" : ""}${shown}${units[group]}`;
 }
 
-// A whole figure in full, and compact for narrow screens (CSS shows one).
+// A figure in full, and shortened for narrow screens (CSS shows one); when they differ,
+// the full one is the cell's tooltip.
+function figureCell(full, short, extra = "") {
+  const attrs = { class: `num ${extra}`.trim() };
+  if (short !== full) attrs.title = full;
+  return el("td", attrs,
+    el("span", { class: "full", text: full }),
+    el("span", { class: "short", text: short, "aria-hidden": "true" }));
+}
+
 function wholeCell(text, extra = "") {
-  return el("td", { class: `num ${extra}`.trim() },
-    el("span", { class: "full", text: formatWhole(text) }),
-    el("span", { class: "short", text: compact(text), "aria-hidden": "true" }));
+  return figureCell(formatDecimal(text), compact(text), extra);
+}
+
+// "n coins", "1 coin".
+export function plural(count, one, many = `${one}s`) {
+  return `${count} ${Number(count) === 1 ? one : many}`;
 }
 
 function trend(text) {
@@ -215,6 +251,13 @@ function showError(panel, error) {
   box.textContent = error instanceof ApiError ? error.message : `Something went wrong: ${error.message}`;
   box.hidden = false;
   if (!(error instanceof ApiError)) console.error(error);
+}
+
+// A panel's guidance when it has nothing to show (none: hide it).
+function showEmpty(panel, text) {
+  const box = $(":scope > .empty", panel);
+  box.textContent = text || "";
+  box.hidden = !text;
 }
 
 function logoImage(path, symbol) {
@@ -266,10 +309,15 @@ function tokenRefused() {
 
 // -- the dashboard -------------------------------------------------------------------------
 
-const board = { orderBy: "market_cap", orderType: "desc", offset: 0, only: null };
+const board = { orderBy: "market_cap", orderType: "desc", offset: 0, only: null, date: "" };
 
+// A change in full; on narrow screens one of more than four decimals is shortened to two
+// (its tooltip keeps every digit).
 function changeCell(value, extra = "") {
-  return el("td", { class: `num ${trend(value)} ${extra}`.trim(), text: formatPercent(value) });
+  const full = formatPercent(value);
+  const long = /\.\d{5,}/.test(String(value ?? ""));
+  const short = long ? formatDecimal(roundDecimal(value, 2), { sign: true, unit: "%" }) : full;
+  return figureCell(full, short, `${trend(value)} ${extra}`);
 }
 
 async function loadDashboard() {
@@ -284,16 +332,28 @@ async function loadDashboard() {
       order_type: board.orderType,
       limit: PAGE_SIZE,
       offset: board.offset,
+      date: board.date,
     });
     if (!current()) return;
     showError(panel);
     body.replaceChildren();
     if (!data) {
-      $("#dashboard-meta").textContent = "No coins held yet.";
+      $("#dashboard-meta").textContent = "";
       $("#page-info").textContent = "";
       $("#page-prev").disabled = $("#page-next").disabled = true;
+      if (board.date) {
+        showEmpty(panel, `No coins held on ${board.date}${board.only ? ` for ${board.only}` : ""}. ` +
+          "Pick another day, or clear the date for the latest.");
+      } else if (board.only) {
+        showEmpty(panel, `No coin ${board.only} is held.`);
+      } else {
+        showEmpty(panel, `No coins held yet: ${FILL.cmc}.`);
+        coinsHeld(false);
+      }
       return;
     }
+    showEmpty(panel);
+    if (!board.only && !board.date) coinsHeld(true);
     data.rows.forEach((row, i) => {
       const cells = [
         el("td", { class: "num rank", text: String(board.offset + i + 1) }),
@@ -309,13 +369,18 @@ async function loadDashboard() {
       body.append(el("tr", { "data-symbol": row.symbol }, ...cells));
     });
     const last = board.offset + data.rows.length;
-    $("#dashboard-meta").textContent = `${data.total} coins on ${data.date} (UTC)`;
+    // CoinMarketCap's figures are in US dollars (the listings are asked for in USD)
+    $("#dashboard-meta").textContent =
+      `${plural(data.total, "coin")} on ${data.date} (UTC), in USD`;
+    if (!board.date) $("#dashboard-date").max = data.date; // the latest day held
     $("#page-info").textContent = `${board.offset + 1}–${last} of ${data.total}`;
     $("#page-prev").disabled = board.offset === 0;
     $("#page-next").disabled = last >= data.total;
   } catch (error) {
     if (!current()) return;
     body.replaceChildren();
+    showEmpty(panel);
+    $("#dashboard-meta").textContent = "";
     $("#page-info").textContent = "";
     $("#page-prev").disabled = $("#page-next").disabled = true;
     showError(panel, error);
@@ -358,6 +423,11 @@ function setupDashboard() {
     loadDashboard();
   });
   $("#dashboard-filter button").addEventListener("click", () => showOnly(null));
+  $("#dashboard-date").addEventListener("change", (event) => {
+    board.date = event.target.value; // empty: the latest day held
+    board.offset = 0;
+    loadDashboard();
+  });
   markSort();
 }
 
@@ -371,6 +441,11 @@ function showOnly(symbol) {
 }
 
 // -- search ----------------------------------------------------------------------------------
+
+// Whether the dashboard found any coin; when none, search says how to get them.
+function coinsHeld(any) {
+  showEmpty($("#search"), any ? "" : `Nothing to search yet: ${FILL.cmc}.`);
+}
 
 async function runSearch(text) {
   const panel = $("#search");
@@ -426,34 +501,56 @@ function setupSearch() {
 
 // -- price, profit and candles ---------------------------------------------------------------
 
-const market = { exchange: "binance", symbol: "", interval: "1h", candles: [] };
+const market = {
+  exchange: "binance", symbol: "", quote: "", interval: "1h", candles: [], candleQuote: "",
+};
 
 function exchangeName() {
   return $("#market-exchange").selectedOptions[0]?.textContent || market.exchange;
 }
 
+// The market panel and the chart with nothing to show: a failure (the same sentence in
+// both, so the chart is never a blank box) or the guidance to fill them.
+function marketEmpty(error) {
+  market.symbol = "";
+  market.quote = "";
+  market.candles = [];
+  $("#market-symbol").replaceChildren();
+  $("#price-value").textContent = "–";
+  $("#price-asof").textContent = "";
+  $("#profit-unit").textContent = "";
+  $("#profit-result").hidden = true;
+  const guidance = error ? "" : `No ${exchangeName()} symbol is held yet: ${FILL[market.exchange]}.`;
+  for (const panel of [$("#market"), $("#chart")]) {
+    showError(panel, error);
+    showEmpty(panel, guidance);
+  }
+  $("#chart-symbol").textContent = "";
+  newTurn("price"); // answers still on their way belong to what was shown before
+  newTurn("candles");
+  drawChart();
+}
+
 async function loadSymbols() {
-  const panel = $("#market");
+  const current = newTurn("symbols");
   const select = $("#market-symbol");
   try {
     const data = await api("symbols", { exchange: market.exchange });
-    showError(panel);
+    if (!current()) return;
     const symbols = data.symbols;
-    select.replaceChildren(...symbols.map((s) => el("option", { value: s, text: s })));
     if (!symbols.length) {
-      market.symbol = "";
-      showError(panel, new ApiError(404, `No ${exchangeName()} symbol is held yet.`));
-      $("#price-value").textContent = "–";
-      $("#price-asof").textContent = "";
-      market.candles = [];
-      await loadCandles();
+      marketEmpty();
       return;
     }
+    showError($("#market"));
+    showEmpty($("#market"));
+    showEmpty($("#chart"));
+    select.replaceChildren(...symbols.map((s) => el("option", { value: s, text: s })));
     market.symbol = symbols.includes(market.symbol) ? market.symbol : symbols[0];
     select.value = market.symbol;
     await Promise.all([loadPrice(), loadCandles()]);
   } catch (error) {
-    showError(panel, error);
+    if (current()) marketEmpty(error);
   }
 }
 
@@ -466,13 +563,19 @@ async function loadPrice() {
     const data = await api("price", { symbol: market.symbol, exchange: market.exchange });
     if (!current()) return;
     showError(panel);
-    $("#price-value").textContent = formatPrice(data.price);
+    market.quote = data.quote || "";
+    $("#price-value").replaceChildren(formatPrice(data.price),
+      ...(market.quote ? [" ", el("span", { class: "unit", text: market.quote })] : []));
+    $("#price-value").title = `${data.price}${market.quote ? ` ${market.quote}` : ""}`;
     $("#price-asof").textContent =
       `${data.symbol} on ${exchangeName()} as of ${formatTime(data.as_of)}`;
+    $("#profit-unit").textContent = market.quote ? ` (${market.quote})` : "";
   } catch (error) {
     if (!current()) return;
+    market.quote = "";
     $("#price-value").textContent = "–";
     $("#price-asof").textContent = "";
+    $("#profit-unit").textContent = "";
     showError(panel, error);
   }
 }
@@ -482,6 +585,11 @@ async function calculateProfit() {
   const box = $("#profit-form > .error");
   const result = $("#profit-result");
   const value = $("#profit-value").value.trim();
+  if (!market.symbol) {
+    result.hidden = true;
+    showError(box, new ApiError(404, `No symbol to calculate with: ${FILL[market.exchange]}.`));
+    return;
+  }
   if (!/^\d+(\.\d+)?$/.test(value) || /^0+(\.0+)?$/.test(value)) {
     result.hidden = true;
     showError(box, new ApiError(400, "Enter a positive amount, such as 1000 or 12.5."));
@@ -493,8 +601,9 @@ async function calculateProfit() {
     showError(box);
     for (const dd of result.querySelectorAll("dd")) {
       const field = dd.dataset.field;
-      const text = field === "profit_percent" ? formatPercent(data[field]) : formatPrice(data[field]);
-      dd.textContent = text;
+      dd.textContent = field === "profit_percent"
+        ? formatPercent(data[field])
+        : formatPrice(data[field], { unit: data.quote || "" });
       dd.className = field.startsWith("profit") ? trend(data[field]) : "";
     }
     result.querySelector('[data-field="price_then"]').textContent +=
@@ -527,6 +636,7 @@ async function loadCandles() {
     if (!current()) return;
     showError(panel);
     market.candles = data.candles;
+    market.candleQuote = data.quote || "";
   } catch (error) {
     if (!current()) return;
     market.candles = [];
@@ -536,6 +646,16 @@ async function loadCandles() {
 }
 
 const SVG = "http://www.w3.org/2000/svg";
+
+// The y axis's `steps` + 1 labels from bottom to top, all with the same number of decimals:
+// enough that neighbours differ (88,000 88,750 ...; 0.600 0.614 ...). They mark positions,
+// not prices, so floating point is fine here.
+export function axisLabels(bottom, top, steps) {
+  const step = (top - bottom) / steps;
+  const places = Math.min(8, Math.max(0, 1 - Math.floor(Math.log10(step) + 1e-9)));
+  return Array.from({ length: steps + 1 }, (_, i) =>
+    groupDigits((bottom + step * i).toFixed(places)));
+}
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -548,6 +668,7 @@ function svg(tag, attrs, text) {
 // positions use floating point.
 function drawChart() {
   const chart = $("#chart-svg");
+  chart.hidden = !market.candles.length; // no blank box under an error or the guidance
   const width = Math.max(chart.clientWidth, 200);
   const height = Math.max(chart.clientHeight, 160);
   chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
@@ -556,7 +677,10 @@ function drawChart() {
   const caption = $("#chart-caption");
   if (!candles.length) {
     chart.replaceChildren();
-    caption.textContent = market.symbol ? `No ${market.interval} candles for ${market.symbol}.` : "";
+    const failed = !$("#chart > .error").hidden; // the error says why; no caption beside it
+    caption.textContent = market.symbol && !failed
+      ? `No ${market.interval} candles for ${market.symbol}.`
+      : "";
     return;
   }
   const pad = { left: 8, right: 62, top: 10, bottom: 22 };
@@ -574,12 +698,11 @@ function drawChart() {
   const step = plotW / candles.length;
   const body = Math.max(1, Math.min(12, step * 0.7));
   const nodes = [];
-  for (let i = 0; i <= 4; i++) {
-    const v = bottom + ((top - bottom) * i) / 4;
-    const at = y(v);
+  axisLabels(bottom, top, 4).forEach((text, i) => {
+    const at = y(bottom + ((top - bottom) * i) / 4);
     nodes.push(svg("line", { class: "grid-line", x1: pad.left, x2: width - pad.right, y1: at, y2: at }));
-    nodes.push(svg("text", { class: "axis", x: width - pad.right + 4, y: at + 4 }, v.toPrecision(6)));
-  }
+    nodes.push(svg("text", { class: "axis", x: width - pad.right + 4, y: at + 4 }, text));
+  });
   candles.forEach((c, i) => {
     const x = pad.left + step * i + step / 2;
     const kind = Number(c.close) >= Number(c.open) ? "up" : "down";
@@ -603,8 +726,8 @@ function drawChart() {
     label(last)));
   chart.replaceChildren(...nodes);
   const lastClose = candles[candles.length - 1].close;
-  caption.textContent = `${candles.length} ${market.interval} candles of ${market.symbol}, ` +
-    `${formatTime(first)} to ${formatTime(last)}; last close ${formatPrice(lastClose)}.`;
+  caption.textContent = `${plural(candles.length, `${market.interval} candle`)} of ${market.symbol}, ` +
+    `${formatTime(first)} to ${formatTime(last)}; last close ${formatPrice(lastClose, { unit: market.candleQuote })}.`;
 }
 
 function setupMarket() {
@@ -645,6 +768,7 @@ async function loadCurrencies() {
   try {
     const data = await api("rates", { date: "latest" });
     showError($(".error", form));
+    showEmpty($("#fx"));
     const codes = [...new Set([data.base, ...Object.keys(data.rates)])].sort();
     for (const [select, wanted] of [[$("#fx-from"), "USD"], [$("#fx-to"), "EUR"]]) {
       const current = select.value || wanted;
@@ -653,7 +777,12 @@ async function loadCurrencies() {
     }
     $("#fx-date").max = data.date;
   } catch (error) {
-    showError($(".error", form), error);
+    if (error.status === 404) { // no rates held at all: say how to get them
+      showError($(".error", form));
+      showEmpty($("#fx"), `No ECB rates held yet: ${FILL.ecb}.`);
+    } else {
+      showError($(".error", form), error);
+    }
   }
 }
 
@@ -679,7 +808,11 @@ async function convert() {
     if (!current()) return;
     showError(box);
     result.textContent = `${groupDigits(data.amount)} ${data.from} = ${groupDigits(data.result)} ${data.to}`;
-    detail.textContent = `1 ${data.from} = ${data.rate} ${data.to}, ECB reference rate of ${data.date}.`;
+    // an answer that names the day asked as well as the day used says when they differ
+    const asked = /^\d{4}-\d\d-\d\d$/.test(data.date_requested || "") &&
+      data.date_requested !== data.date ? ` (${data.date_requested} asked)` : "";
+    detail.textContent =
+      `1 ${data.from} = ${data.rate} ${data.to}, ECB reference rate of ${data.date}${asked}.`;
   } catch (error) {
     if (!current()) return;
     result.textContent = "";
@@ -708,6 +841,21 @@ function loadAll() {
   return Promise.all([loadDashboard(), loadSymbols(), loadCurrencies()]);
 }
 
+// A link may carry the token in its fragment (#token=...), which never reaches a server:
+// it is kept like a pasted one, and the fragment is dropped from the address bar and history.
+function tokenFromFragment() {
+  const match = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (!match) return;
+  let value = "";
+  try {
+    value = decodeURIComponent(match[1]).trim();
+  } catch {
+    // a malformed escape: no token
+  }
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 function setupToken() {
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -725,6 +873,7 @@ function setupToken() {
   });
 }
 
+tokenFromFragment();
 setupToken();
 setupDashboard();
 setupSearch();

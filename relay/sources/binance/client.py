@@ -49,6 +49,23 @@ PAGE_LIMIT = 1000
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 MINUTE = timedelta(minutes=1)
 SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
+# The quote assets Binance spot lists symbols in. A symbol carries no separator
+# (BTCUSDT), so its quote is the longest of these it ends with: BTCAEUR is in AEUR, not EUR.
+QUOTE_ASSETS = frozenset({
+    "USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USDP", "DAI", "AEUR", "EURI", "BTC", "ETH", "BNB",
+    "XRP", "TRX", "DOGE", "SOL", "DOT", "EUR", "GBP", "AUD", "BRL", "TRY", "ARS", "MXN", "PLN",
+    "RON", "ZAR", "UAH", "COP", "CZK", "JPY", "RUB", "NGN", "IDRT", "BIDR",
+})  # fmt: skip
+
+
+def quote_of(symbol: str) -> str | None:
+    """The quote asset of a Binance symbol (BTCUSDT -> USDT), None for an unknown one."""
+    for size in range(min(len(symbol) - 1, 5), 2, -1):
+        if symbol[-size:] in QUOTE_ASSETS:
+            return symbol[-size:]
+    return None
+
+
 _INVALID_SYMBOL = -1121
 # Binance's published REQUEST_WEIGHT limit for /api/*, per IP and minute.
 DEFAULT_WEIGHT_LIMIT = 6000

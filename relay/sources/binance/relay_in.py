@@ -17,6 +17,7 @@ MARKET = Market(
     ticker="binance_ticker",
     ticker_time="close_time",
     pattern=binance.SYMBOL,
+    quote=binance.quote_of,
 )
 
 

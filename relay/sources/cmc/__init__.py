@@ -9,6 +9,7 @@ from relay.sources.source import Source
 SOURCE = Source(
     relay_in=CMCRelayIn,
     settings=Settings,
+    key_variable="CMC_API_KEY",
     overdue_after=timedelta(hours=2),
     cron="10 * * * *",
 )

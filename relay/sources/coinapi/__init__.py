@@ -9,6 +9,7 @@ from relay.sources.source import Source
 SOURCE = Source(
     relay_in=CoinAPIRelayIn,
     settings=Settings,
+    key_variable="COINAPI_KEY",
     overdue_after=timedelta(minutes=30),
     cron="*/10 * * * *",
 )

@@ -46,6 +46,13 @@ MAX_ANSWER_BYTES = 512 * 1024
 MAX_LISTING_BYTES = 4 * 1024 * 1024
 # BTC-USD, ETH-USDT, 00-USD: base and quote currency codes.
 PRODUCT = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
+
+
+def quote_of(product: str) -> str:
+    """The quote currency of a product: what follows the dash (BTC-USD -> USD)."""
+    return product.rpartition("-")[2]
+
+
 # The documented public limit: 10 requests a second per IP, in bursts of up to 15. Keep
 # under it: requests arrive with jitter, and others may share the address.
 RATE_PER_S = 10.0 * 0.9

@@ -19,6 +19,7 @@ from relay.sources.coinbase.client import (
     PRODUCT,
     Candle,
     CoinbaseSource,
+    quote_of,
 )
 from relay.sources.coinbase.settings import Settings
 from relay.sources.source import Market, Wiring
@@ -28,6 +29,7 @@ MARKET = Market(
     ticker="coinbase_ticker",
     ticker_time="traded_at",
     pattern=PRODUCT,
+    quote=quote_of,
 )
 
 
