@@ -193,9 +193,11 @@ def test_dashboard_sorts_by_market_cap_both_ways_and_shows_logos(open_page, site
     btc = site.api("dashboard", id="BTC").json()["data"]["rows"][0]
     cells = page.locator("#dashboard-table tr[data-symbol=BTC] td").all_inner_texts()
     assert number(cells[2]) == Decimal(btc["price"])
-    assert cells[3] == "+5.2632 %" and btc["change_24h"] == "5.2632"  # 1 / 0.95 - 1
-    assert cells[4] == "-9.0909 %" and btc["change_7d"] == "-9.0909"
-    assert cells[5] == "+25.0000 %" and btc["change_1m"] == "25.0000"
+    # The latest snapshot's day: CoinMarketCap's own changes, as its listing sent them.
+    assert btc["changes_from"] == "cmc_snapshot"
+    assert cells[3] == "+2.4187 %" and btc["change_24h"] == "2.4187"
+    assert cells[4] == "-3.0565 %" and btc["change_7d"] == "-3.0565"
+    assert cells[5] == "+11.9021 %" and btc["change_1m"] == "11.9021"
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "dashboard-1280.png", full_page=True)
@@ -401,7 +403,7 @@ def test_the_page_fits_a_375_pixel_screen(open_page, site):
     tiny = page.locator("#dashboard-table tr[data-symbol=TINY] td:nth-child(8) .short")
     expect(tiny).to_have_text("0.01234")
     change = page.locator("#dashboard-table tr[data-symbol=BTC] td:nth-child(4) .short")
-    expect(change).to_have_text("+5.2632 %")  # four decimals fit: not rounded to +5.26 %
+    expect(change).to_have_text("+2.4187 %")  # four decimals fit: not rounded to +2.42 %
     expect(page.locator("#dashboard-table th[data-order='7d']")).to_be_hidden()
     expect(page.locator("#dashboard-table th[data-order=market_cap]")).to_be_visible()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
