@@ -76,7 +76,8 @@ def next_publication(after: datetime) -> datetime:
 
 
 class FX:
-    """Read rates for relay-out. ``now`` decides what "future" and "latest" mean."""
+    """Read rates for relay-out. ``now`` decides how long an answer may be cached (a date
+    after today never reaches here: relay.params refuses it on every route)."""
 
     def __init__(
         self,
@@ -89,7 +90,6 @@ class FX:
         self.cache = cache or AnswerCache(None)
 
     def _check_date(self, on: date, name: str) -> None:
-        # A date after today never reaches here: params refuses it on every route.
         if on < FIRST_PUBLISHED:
             raise NotFound(
                 f"Not Found: no rates before {FIRST_PUBLISHED.isoformat()} ({name} parameter)"
