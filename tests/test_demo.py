@@ -209,6 +209,10 @@ def test_the_demo_data_is_realistic(demo):
     assert {"BTC", "ETH", "USDT", "XRP", "SOL"} <= set(top)
     assert top["BTC"]["name"] == "Bitcoin"
     assert Decimal(1000) < Decimal(top["ETH"]["price"]) < Decimal(10_000)
+    # From the first snapshot on, the changes are CoinMarketCap's own, never an empty column.
+    assert all(row["changes_from"] == "cmc_snapshot" for row in dashboard["rows"])
+    assert all(row[column] is not None for row in dashboard["rows"]
+               for column in ("change_24h", "change_7d", "change_1m"))  # fmt: skip
     with psycopg.connect(demo.database_url) as conn:
         symbols, trades, ids = conn.execute(
             "SELECT count(DISTINCT symbol), count(*), count(DISTINCT uuid) FROM symbol_data"

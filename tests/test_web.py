@@ -550,12 +550,26 @@ def test_the_price_card_and_profit_name_the_quote_currency(open_page, site):
     assert not page.inner_text("#price-value").endswith("USDT")
 
 
+# What the page says of the changes it shows, by the answer's changes_from of its rows.
+CHANGES_FROM = {
+    frozenset({"cmc_snapshot"}): "Changes as CoinMarketCap reported them in its snapshot.",
+    frozenset({"daily_closes"}): "Changes from the daily closes held.",
+    frozenset({"cmc_snapshot", "daily_closes"}): (
+        "Changes from daily closes; CoinMarketCap's own where a close is missing."
+    ),
+}
+
+
 def test_the_day_picker_shows_the_dashboard_of_that_day(open_page, site):
     page = open_page(site)
     sign_in(page, site.token)
     meta = page.locator("#dashboard-meta")
     expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-20 (UTC), in USD")
     expect(page.locator("#dashboard-date")).to_have_attribute("max", "2026-11-20")
+    # The latest snapshot's day shows CoinMarketCap's own changes, and says so.
+    expect(page.locator("#dashboard-changes")).to_have_text(
+        CHANGES_FROM[frozenset({"cmc_snapshot"})]
+    )
 
     page.fill("#dashboard-date", "2026-11-13")
     expect(meta).to_have_text(f"{len(COINS)} coins on 2026-11-13 (UTC), in USD")
@@ -563,6 +577,10 @@ def test_the_day_picker_shows_the_dashboard_of_that_day(open_page, site):
     latest = site.api("dashboard", id="BTC").json()["data"]["rows"][0]
     assert then["price"] != latest["price"]
     assert number(cells_of(page, "BTC")[2]) == Decimal(then["price"])
+    shown = site.api("dashboard", date="2026-11-13", limit=25).json()["data"]["rows"]
+    expect(page.locator("#dashboard-changes")).to_have_text(CHANGES_FROM[
+        frozenset(row["changes_from"] for row in shown)
+    ])  # fmt: skip
 
     # A day before any snapshot: the panel says so instead of showing another day.
     page.fill("#dashboard-date", "2020-01-01")

@@ -320,6 +320,15 @@ function changeCell(value, extra = "") {
   return figureCell(full, short, `${trend(value)} ${extra}`);
 }
 
+// Where the page's 24h/7d/30d changes come from, as the answer says row by row.
+function changesFrom(rows) {
+  const from = new Set(rows.map((row) => row.changes_from).filter(Boolean));
+  if (from.size === 2) return "Changes from daily closes; CoinMarketCap's own where a close is missing.";
+  if (from.has("cmc_snapshot")) return "Changes as CoinMarketCap reported them in its snapshot.";
+  if (from.has("daily_closes")) return "Changes from the daily closes held.";
+  return "";
+}
+
 async function loadDashboard() {
   const current = newTurn("dashboard");
   const panel = $("#dashboard");
@@ -338,7 +347,7 @@ async function loadDashboard() {
     showError(panel);
     body.replaceChildren();
     if (!data) {
-      $("#dashboard-meta").textContent = "";
+      $("#dashboard-meta").textContent = $("#dashboard-changes").textContent = "";
       $("#page-info").textContent = "";
       $("#page-prev").disabled = $("#page-next").disabled = true;
       if (board.date) {
@@ -372,6 +381,7 @@ async function loadDashboard() {
     // CoinMarketCap's figures are in US dollars (the listings are asked for in USD)
     $("#dashboard-meta").textContent =
       `${plural(data.total, "coin")} on ${data.date} (UTC), in USD`;
+    $("#dashboard-changes").textContent = changesFrom(data.rows);
     if (!board.date) $("#dashboard-date").max = data.date; // the latest day held
     $("#page-info").textContent = `${board.offset + 1}–${last} of ${data.total}`;
     $("#page-prev").disabled = board.offset === 0;
