@@ -47,3 +47,9 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# gunicorn 27's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl): two
+# servers on one machine (serve beside the tests, two benches) would take it from each
+# other. Nothing here uses it.
+control_socket_disable = True

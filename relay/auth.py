@@ -55,7 +55,7 @@ def parse_ttl(text: str) -> int:
 class Issued:
     """A token as minted, with the claims a person needs to manage it."""
 
-    token: str
+    token: str = dataclasses.field(repr=False)  # never in a log line or a traceback
     jti: str
     sub: str
     scope: str

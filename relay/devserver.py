@@ -72,19 +72,9 @@ def run(
         # Another server there would answer /health, and the clock would fire at it.
         print(f"relay: port {port} is in use; set PORT to a free one", file=sys.stderr)
         return 2
-    gunicorn = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "relay.app:app"],
-        cwd=ROOT,
-        env=env,
-    )
-
-    def forward(signum, frame):
-        gunicorn.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     local = None
-    if clock:
+    if clock:  # made before gunicorn starts: a bad schedule or an unreachable database
+        # stops the command here, leaving no server behind
         from scheduler.clock import SCHEDULE
         from scheduler.local import LocalClock
 
@@ -97,9 +87,27 @@ def run(
             env,
             schedule=schedule or SCHEDULE,
             on_first_pass=on_first_pass,
-        ).start()
+        )
+    gunicorn: subprocess.Popen | None = None
+
+    def forward(signum, frame):
+        if gunicorn is not None:
+            gunicorn.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     try:
+        gunicorn = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "relay.app:app"],
+            cwd=ROOT,
+            env=env,
+        )
+        if local is not None:
+            local.start()
         return gunicorn.wait()
     finally:
         if local is not None:
             local.stop()
+        if gunicorn is not None and gunicorn.poll() is None:  # an error, not a signal, ended it
+            gunicorn.terminate()
+            gunicorn.wait()

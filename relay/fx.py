@@ -49,9 +49,15 @@ def easter(year: int) -> date:
 
 def business_day(day: date) -> bool:
     """Whether the ECB publishes on ``day``: a weekday that is no TARGET holiday (New
-    Year's Day, Good Friday, Easter Monday, 1 May, 25 and 26 December)."""
+    Year's Day, Good Friday, Easter Monday, 1 May, 25 and 26 December; Good Friday and
+    Easter Monday from 2000, and 31 December too in 1999-2001, as the ECB's own history
+    shows)."""
     if day.weekday() >= 5 or (day.month, day.day) in ((1, 1), (5, 1), (12, 25), (12, 26)):
         return False
+    if (day.month, day.day) == (12, 31) and 1999 <= day.year <= 2001:
+        return False
+    if day.year < 2000:
+        return True
     sunday = easter(day.year)
     return day not in (sunday - timedelta(days=2), sunday + timedelta(days=1))
 
@@ -111,6 +117,14 @@ class FX:
         if day is None or day < previous_business_day(on):
             raise NotFound(
                 f"Not Found: no rates for {on.isoformat()} or the business day before it; "
+                f"the newest day held is {newest.isoformat()}",
+                data={"date_requested": on.isoformat(), "newest": newest.isoformat()},
+            )
+        if day < on < newest and business_day(on):
+            # A business day missing among the days held is a hole in what was relayed,
+            # not a day without rates: the day before would be cached as if it were its.
+            raise NotFound(
+                f"Not Found: no rates held for {on.isoformat()}, a business day; "
                 f"the newest day held is {newest.isoformat()}",
                 data={"date_requested": on.isoformat(), "newest": newest.isoformat()},
             )

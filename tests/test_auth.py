@@ -397,3 +397,9 @@ def test_a_remembered_token_still_expires_and_is_not_yet_valid_before_its_time()
     clock["now"] = start - 40  # our clock steps back: 60 s before nbf
     with pytest.raises(Unauthorized, match="not yet valid"):
         verifier.verify(early)
+
+
+def test_an_issued_token_is_not_in_its_repr():
+    # A log line or a traceback that shows the object must not show the credential.
+    issued = auth.issue(SECRET, "frontend", ["relay:out"], 60)
+    assert issued.token not in repr(issued) and issued.jti in repr(issued)

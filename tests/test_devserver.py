@@ -158,3 +158,27 @@ def test_serve_on_a_port_in_use_stops_at_once_and_fires_nothing(server_url, tmp_
     assert done.returncode == 2
     assert f"port {port} is in use; set PORT" in done.stderr
     assert all(fake.requests == [] for fake in fakes.values())
+
+
+def test_an_error_before_serving_leaves_no_server_behind(server_url, tmp_path):
+    # A schedule naming no known source stops the start; no gunicorn may outlive it.
+    schedule = tmp_path / "schedule.toml"
+    schedule.write_text('[jobs.nosuch]\ncron = "* * * * *"\n')
+    port = free_port()
+    script = (
+        "import os, sys\nfrom pathlib import Path\nfrom relay import devserver\n"
+        "sys.exit(devserver.run(dict(os.environ), os.environ['RELAY_JWT_SECRET'],"
+        " schedule=Path(sys.argv[1])))\n"
+    )
+    with fresh_database(server_url, prefix="relay_devserver") as url:
+        run = {**os.environ, "DATABASE_URL": url, "RELAY_JWT_SECRET": SECRET, "PORT": str(port)}
+        run.update({"RELAY_BIND": "127.0.0.1"})
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(schedule)], cwd=ROOT, env=run,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        time.sleep(2)  # time enough for a stray gunicorn to have bound its port
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    assert done.returncode != 0
+    assert "nosuch" in done.stderr

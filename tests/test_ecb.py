@@ -349,6 +349,12 @@ def test_target_business_days():
              "2024-12-27", "2024-12-31", "2025-04-17", "2025-04-22", "2024-06-10"]  # fmt: skip
     assert not any(fx.business_day(date.fromisoformat(d)) for d in closed)
     assert all(fx.business_day(date.fromisoformat(d)) for d in open_)
+    # Before 2000 the ECB published on Good Friday and Easter Monday; it did not on
+    # 31 December 1999, 2000 and 2001 (its own history has no rates for those days).
+    assert fx.business_day(date(1999, 4, 2)) and fx.business_day(date(1999, 4, 5))
+    assert not any(fx.business_day(date(year, 12, 31)) for year in (1999, 2001))
+    assert fx.business_day(date(2002, 12, 31)) and fx.business_day(date(2003, 12, 31))
+    assert fx.previous_business_day(date(2000, 1, 3)) == date(1999, 12, 30)
     # Christmas Eve 2024 is a Tuesday: after it, Wednesday and Thursday are closed.
     assert fx.previous_business_day(date(2024, 12, 27)) == date(2024, 12, 24)
     assert fx.previous_business_day(date(2025, 4, 22)) == date(2025, 4, 17)
@@ -388,6 +394,23 @@ def test_a_date_past_the_previous_business_day_is_404_naming_the_newest_day(
     # A date before the days held (but after 1999-01-04) is no different.
     resp = get(app, route, {**query, "date": "2017-01-02"}, out_headers, status=404)
     assert resp.json["data"]["newest"] == "2018-06-11"
+
+
+@pytest.mark.parametrize("route", ["rates", "convert"])
+def test_a_business_day_missing_among_the_days_held_is_404_not_the_day_before(
+    loaded, app, conn, out_headers, route
+):
+    # A relay that missed Thursday 2018-06-07 holds Wednesday and Friday: Thursday's
+    # answer is not Wednesday's, cached for a year as if it were Thursday's own.
+    conn.execute("DELETE FROM ecb_rate WHERE day = '2018-06-07'")
+    conn.commit()
+    query = {"date": "2018-06-07", **({"from": "USD", "to": "JPY"} if route == "convert" else {})}
+    resp = get(app, route, query, out_headers, status=404)
+    assert "2018-06-07" in resp.json["message"] and "business day" in resp.json["message"]
+    assert resp.json["data"] == {"date_requested": "2018-06-07", "newest": "2018-06-11"}
+    # The weekend after a held Friday still means that Friday.
+    data = get(app, route, {**query, "date": "2018-06-09"}, out_headers).json["data"]
+    assert data["date"] == "2018-06-08"
 
 
 def test_a_series_answers_the_days_held_and_is_404_naming_them_outside(

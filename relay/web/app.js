@@ -317,7 +317,7 @@ function changeCell(value, extra = "") {
   const full = formatPercent(value);
   const long = /\.\d{5,}/.test(String(value ?? ""));
   const short = long ? formatDecimal(roundDecimal(value, 2), { sign: true, unit: "%" }) : full;
-  return figureCell(full, short, `${trend(value)} ${extra}`);
+  return figureCell(full, short, `change ${trend(value)} ${extra}`);
 }
 
 // Where the page's 24h/7d/30d changes come from, as the answer says row by row.
@@ -541,6 +541,8 @@ function marketEmpty(error) {
   drawChart();
 }
 
+const FIRST_MARKETS = ["BTCUSDT", "BTC-USD"];
+
 async function loadSymbols() {
   const current = newTurn("symbols");
   const select = $("#market-symbol");
@@ -556,7 +558,9 @@ async function loadSymbols() {
     showEmpty($("#market"));
     showEmpty($("#chart"));
     select.replaceChildren(...symbols.map((s) => el("option", { value: s, text: s })));
-    market.symbol = symbols.includes(market.symbol) ? market.symbol : symbols[0];
+    // The market most people look for first, when it is held; else the first in order.
+    const first = symbols.find((s) => FIRST_MARKETS.includes(s)) ?? symbols[0];
+    market.symbol = symbols.includes(market.symbol) ? market.symbol : first;
     select.value = market.symbol;
     await Promise.all([loadPrice(), loadCandles()]);
   } catch (error) {

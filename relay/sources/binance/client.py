@@ -50,7 +50,9 @@ MAX_ANSWER_BYTES = 2 * 1024 * 1024
 MINUTE = timedelta(minutes=1)
 SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 # The quote assets Binance spot lists symbols in. A symbol carries no separator
-# (BTCUSDT), so its quote is the longest of these it ends with: BTCAEUR is in AEUR, not EUR.
+# (BTCUSDT), so its quote is the one of these it ends with; where two fit (BTCAEUR is
+# BTC in AEUR, ADAEUR is ADA in EUR) only Binance's exchangeInfo could tell: no quote
+# is named rather than a wrong one.
 QUOTE_ASSETS = frozenset({
     "USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USDP", "DAI", "AEUR", "EURI", "BTC", "ETH", "BNB",
     "XRP", "TRX", "DOGE", "SOL", "DOT", "EUR", "GBP", "AUD", "BRL", "TRY", "ARS", "MXN", "PLN",
@@ -59,11 +61,11 @@ QUOTE_ASSETS = frozenset({
 
 
 def quote_of(symbol: str) -> str | None:
-    """The quote asset of a Binance symbol (BTCUSDT -> USDT), None for an unknown one."""
-    for size in range(min(len(symbol) - 1, 5), 2, -1):
-        if symbol[-size:] in QUOTE_ASSETS:
-            return symbol[-size:]
-    return None
+    """The quote asset of a Binance symbol (BTCUSDT -> USDT); None for an unknown or an
+    ambiguous one."""
+    fits = [symbol[-size:] for size in range(3, min(len(symbol) - 1, 5) + 1)]
+    fits = [quote for quote in fits if quote in QUOTE_ASSETS]
+    return fits[0] if len(fits) == 1 else None
 
 
 _INVALID_SYMBOL = -1121
