@@ -31,10 +31,17 @@ def _environment(*, database: bool, base: dict[str, str] | None = None) -> dict[
 
 
 def cmd_migrate(args) -> int:
+    import psycopg
+
     from relay.migrate import migrate
 
     env = _environment(database=True)
-    applied = migrate(normalize_database_url(env["DATABASE_URL"]))
+    try:
+        applied = migrate(normalize_database_url(env["DATABASE_URL"]))
+    except psycopg.OperationalError as exc:  # its text names the host, never the password
+        print(f"relay migrate: the database is unreachable ({exc}); nothing applied",
+              file=sys.stderr)  # fmt: skip
+        return 1
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
     return 0
 

@@ -115,3 +115,19 @@ def test_the_rollup_migration_rolls_up_the_minutes_already_held(blank_url, tmp_p
             ).fetchall()
             assert rows == again, level
     assert len(held["1h"]) == 71 and len(held["1d"]) == 3
+
+
+def test_migrate_with_the_database_unreachable_says_so_without_a_traceback():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DATABASE_URL": "postgresql://relay:s3cret-pw@127.0.0.1:9/relay"}
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "migrate"], cwd=Path(__file__).resolve().parent.parent,
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "relay migrate: the database is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr and "s3cret-pw" not in done.stderr
