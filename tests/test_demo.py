@@ -202,6 +202,10 @@ def test_every_panel_of_the_page_shows_the_demos_data(demo, browser):
         page.screenshot(path=SCREENSHOTS / "demo-1280.png", full_page=True)
         page.set_viewport_size({"width": 375, "height": 812})
         expect(rows).to_have_count(25)
+        # A phone too: Shiba Inu's 0.0000085… and every market cap fit, shortened with tooltips.
+        assert table.evaluate("wrap => wrap.scrollWidth <= wrap.clientWidth"), table.evaluate(
+            "wrap => [wrap.scrollWidth, wrap.clientWidth]"
+        )
         page.screenshot(path=SCREENSHOTS / "demo-375.png", full_page=True)
     finally:
         context.close()

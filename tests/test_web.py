@@ -423,6 +423,8 @@ def test_decimal_formatting_keeps_every_digit(open_page, site):
                     .map(([t, p]) => m.roundDecimal(t, p)),
                 price: ["91234.56789012", "0.50000000", "1802345678901.25", "7"].map(m.formatPrice),
                 percent: ["5.2632", "-9.0909", "0", "0.004"].map(m.formatPercent),
+                short: ["0.000008556319952508", "89753.09330874", "2.091039957637", "0.5",
+                        "1802345678901.25", "0.9999682249844", "7"].map(m.shortPrice),
                 compact: ["1802345678901.25", "999.5", "1000", "23999999999", "-1234567", "0.5",
                           "0.01234"].map(m.compact),
                 decimal: ["1000.5", "0.01234", "-4.2054", "1802345678901.25", "-0.000", "12"]
@@ -441,6 +443,11 @@ def test_decimal_formatting_keeps_every_digit(open_page, site):
         "1.01", "0.00", "10.00", "1000", "12.00", "0.123456789012345679", "0.00", "-2", "007.100",
     ]  # fmt: skip
     assert results["price"] == ["91,234.56789012", "0.50", "1,802,345,678,901.25", "7.00"]
+    # narrow screens: six significant digits, at least the cents (the tooltip has the rest)
+    assert results["short"] == [
+        "0.00000855632", "89,753.09", "2.09104", "0.50", "1,802,345,678,901.25", "0.999968",
+        "7.00",
+    ]  # fmt: skip
     # every digit the API sent: never 1,001 for 1000.5, 0 for 0.01234 or -4.21 for -4.2054
     assert results["percent"] == ["+5.2632 %", "-9.0909 %", "0 %", "+0.004 %"]
     assert results["compact"] == [

@@ -198,6 +198,18 @@ export function compact(text) {
   return `${String(text).startsWith("-") ? "-" : ""}${shown}${units[group]}`;
 }
 
+// A price for narrow screens: six significant digits (at least the cents), the rest in
+// the tooltip: "0.000008556319952508" -> "0.00000855632", "89,753.09330874" -> "89,753.09".
+export function shortPrice(text) {
+  if (text === null || text === undefined) return "–";
+  const match = /^-?(\d+)(?:\.(\d*))?$/.exec(String(text));
+  if (!match) return formatPrice(text);
+  const [, whole, fraction = ""] = match;
+  const zeros = whole.replace(/^0+/, "") ? 0 : (/^0*/.exec(fraction)[0].length);
+  const places = Math.max(2, whole.replace(/^0+/, "") ? 6 - whole.replace(/^0+/, "").length : zeros + 6);
+  return fraction.length > places ? formatPrice(roundDecimal(text, places)) : formatPrice(text);
+}
+
 // A figure in full, and shortened for narrow screens (CSS shows one); when they differ,
 // the full one is the cell's tooltip.
 function figureCell(full, short, extra = "") {
@@ -368,7 +380,7 @@ async function loadDashboard() {
         el("td", { class: "num rank", text: String(board.offset + i + 1) }),
         el("td", {}, el("span", { class: "coin" }, logoImage(row.logo, row.symbol),
           el("span", { class: "name", text: row.name }), el("span", { class: "sym", text: row.symbol }))),
-        el("td", { class: "num", text: formatPrice(row.price) }),
+        figureCell(formatPrice(row.price), shortPrice(row.price)),
         changeCell(row.change_24h),
         changeCell(row.change_7d, "opt"), // "opt" columns fold away on narrow screens
         changeCell(row.change_1m, "opt"),
