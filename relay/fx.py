@@ -102,17 +102,19 @@ class FX:
             )
 
     @staticmethod
-    def _day(conn, on: date | None) -> date:
-        """The day ``on`` means: itself, or else the newest day held before it no further
-        back than the previous ECB business day (a weekend or holiday means the business
-        day before it; today, before the day's publication, means the last one). Anything
+    def _day(conn, on: date | None) -> tuple[date, date]:
+        """The day ``on`` means, and the newest day held (asked once, for both).
+
+        The day is ``on`` itself, or else the newest day held before it no further back
+        than the previous ECB business day (a weekend or holiday means the business day
+        before it; today, before the day's publication, means the last one). Anything
         older would answer another day's rates for this one: a 404 naming the newest day
         held instead."""
         newest = rate_store.newest_day(conn)
         if newest is None:
             raise NotFound("Not Found: no rates stored")
         if on is None:
-            return newest
+            return newest, newest
         day = rate_store.day_at_or_before(conn, on)
         if day is None or day < previous_business_day(on):
             raise NotFound(
@@ -128,7 +130,7 @@ class FX:
                 f"the newest day held is {newest.isoformat()}",
                 data={"date_requested": on.isoformat(), "newest": newest.isoformat()},
             )
-        return day
+        return day, newest
 
     def _require(self, conn, rates: dict, currencies: Sequence[str], day: date) -> None:
         for currency in currencies:
@@ -149,10 +151,10 @@ class FX:
     def _published(self, on: date | None, currencies: tuple[str, ...]) -> tuple:
         """The day a date means, its rates per EUR (EUR included), and the newest day."""
         with self._reads.connection(CONCERN) as conn:
-            day = self._day(conn, on)
+            day, newest = self._day(conn, on)
             published = {"EUR": Decimal(1), **rate_store.rates_on(conn, day)}
             self._require(conn, published, currencies, day)
-            return day, published, rate_store.newest_day(conn)
+            return day, published, newest
 
     def _cached_published(self, on: date | None, currencies: tuple[str, ...]) -> tuple:
         return self.cache.get(
