@@ -165,7 +165,6 @@ def cmd_serve(args) -> int:
     server = server_settings(env)
     print(f"\nrelay: serving on http://{server.bind} with {server.workers} worker(s)")
     dev = [auth.issue(secret, "dev", [scope], auth.parse_ttl("7d")) for scope in auth.SCOPES]
-    record_tokens(env["DATABASE_URL"], *dev)  # so `relay revoke --sub dev` finds them
     for issued in dev:
         print(f"  {issued.scope:<13} token (7 days): {issued.token}")
     print(f"  web page: http://{server.bind}/ (paste the relay:out token); API docs: /docs")
@@ -175,7 +174,8 @@ def cmd_serve(args) -> int:
         print("  clock: fires every source now, then on scheduler/schedule.toml (--no-clock: off)")
     print(flush=True)
     # The embedded database (when used) stops at exit, after gunicorn has.
-    return devserver.run(env, secret, clock=not args.no_clock)
+    # recorded as it starts, so that `relay revoke --sub dev` finds them
+    return devserver.run(env, secret, clock=not args.no_clock, tokens=dev)
 
 
 def cmd_demo(args) -> int:

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from relay import auth
@@ -65,14 +65,19 @@ def run(
     clock: bool = True,
     schedule: Path | None = None,
     on_first_pass: Callable[[], object] | None = None,
+    tokens: Sequence[auth.Issued] = (),
 ) -> int:
-    """Serve with gunicorn until it exits (on SIGTERM/SIGINT); the clock with it unless told not."""
+    """Serve with gunicorn until it exits (on SIGTERM/SIGINT); the clock with it unless told not.
+
+    ``tokens`` the caller minted are recorded with the clock's own, in one connection.
+    """
     port = server_settings(env).port
     if not port_free(port):
         # Another server there would answer /health, and the clock would fire at it.
         print(f"relay: port {port} is in use; set PORT to a free one", file=sys.stderr)
         return 2
     local = None
+    record = list(tokens)
     if clock:  # made before gunicorn starts: a bad schedule or an unreachable database
         # stops the command here, leaving no server behind
         from scheduler.clock import SCHEDULE
@@ -80,7 +85,7 @@ def run(
 
         logging.getLogger("scheduler").setLevel(logging.INFO)
         issued = auth.issue(secret, "clock", ["relay:in"], auth.parse_ttl(CLOCK_LIFETIME))
-        record_tokens(env["DATABASE_URL"], issued)  # `relay revoke --sub clock` finds it
+        record.append(issued)  # `relay revoke --sub clock` finds it
         local = LocalClock(
             local_url(env),
             issued.token,
@@ -88,6 +93,8 @@ def run(
             schedule=schedule or SCHEDULE,
             on_first_pass=on_first_pass,
         )
+    if record:
+        record_tokens(env["DATABASE_URL"], *record)
     gunicorn: subprocess.Popen | None = None
 
     def forward(signum, frame):

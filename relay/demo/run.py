@@ -83,7 +83,7 @@ def main(env: dict[str, str], database_url: str | None, out=sys.stdout) -> int:
             auth.issue(secret, "demo", [scope], auth.parse_ttl(LIFETIME))
             for scope in ("relay:out", "relay:in")
         )
-        devserver.record_tokens(env["DATABASE_URL"], page, feeder)  # revoke --sub demo
+        minted = (page, feeder)  # recorded as the server starts: revoke --sub demo
         page, feeder = page.token, feeder.token
         say(f"relay demo: no network, no keys; loopback upstreams on {upstreams.url}")
         say(f"  CoinAPI, Binance, Coinbase and CoinMarketCap: {len(COINS)} coins at real price")
@@ -103,6 +103,8 @@ def main(env: dict[str, str], database_url: str | None, out=sys.stdout) -> int:
             say(f"  API docs: {base}/docs    Ctrl-C stops everything")
             say()
 
-        return devserver.run(env, secret, clock=True, schedule=SCHEDULE, on_first_pass=ready)
+        return devserver.run(
+            env, secret, clock=True, schedule=SCHEDULE, on_first_pass=ready, tokens=minted
+        )
     finally:
         upstreams.stop()
