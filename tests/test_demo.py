@@ -125,6 +125,14 @@ def test_the_banner_gives_a_working_link_and_says_where_the_ecb_history_ends(dem
     assert requests.get(f"{demo.base}/health", timeout=5).status_code == 200
     # RELAY_JWT_SECRET was honoured: the printed token is signed with it
     assert jwt.decode(demo.token, SECRET, algorithms=["HS256"])["scope"] == "relay:out"
+    # every token it minted is recorded, so `relay revoke --sub demo` (or clock) reaches it
+    with psycopg.connect(demo.database_url) as conn:
+        recorded = conn.execute("SELECT sub, scope FROM issued_token ORDER BY sub, scope")
+        assert recorded.fetchall() == [
+            ("clock", "relay:in"), ("demo", "relay:in"), ("demo", "relay:out")
+        ]  # fmt: skip
+        jti = jwt.decode(demo.token, SECRET, algorithms=["HS256"])["jti"]
+        assert conn.execute("SELECT 1 FROM issued_token WHERE jti = %s", (jti,)).fetchone()
 
 
 def test_the_ecb_files_served_are_the_packaged_history_as_it_is():
