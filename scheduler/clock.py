@@ -93,8 +93,8 @@ class Clock:
 
     With ``fire_at_start``, every job is overdue at start (nothing has run in this
     process yet): each fires once, START_SPACING_S after the one before it, then on
-    its cron. After each firing, and
-    at start, one log line per job says when it runs next.
+    its cron. At start and after each firing, one log line per job says when it runs
+    next.
     """
 
     def __init__(
@@ -134,14 +134,14 @@ class Clock:
             # One job's failure is logged and the schedule goes on.
             log.exception("job %s failed", job.source)
         if not self.stopping.is_set():
-            log.info("%s: next run %s", job.source, iso(self.next_run(number, job)))
+            log.info("%s: next run %s", job.source, iso(self.next_run(number)))
 
-    def next_run(self, number: int, job: Job) -> datetime | None:
-        """When the job fires next (by its cron alone, before the scheduler has it)."""
+    def next_run(self, number: int) -> datetime | None:
+        """When job ``number`` fires next (by its cron alone, before the scheduler has it)."""
         scheduled = self.scheduler.get_job(self.ids[number])
         if scheduled is not None and scheduled.next_run_time is not None:
             return scheduled.next_run_time
-        return trigger(job.cron).get_next_fire_time(None, self.now())
+        return trigger(self.jobs[number].cron).get_next_fire_time(None, self.now())
 
     def start(self) -> None:
         self.scheduler.start()
