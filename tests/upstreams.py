@@ -517,20 +517,11 @@ def ecb_days(xml_text: str) -> dict[str, dict[str, str]]:
 
 
 def ecb_xml(days: dict[str, dict[str, str]]) -> bytes:
-    """Render {day: {currency: rate}} as the ECB's gesmes envelope, newest day first."""
-    cubes = "".join(
-        f"<Cube time='{day}'>"
-        + "".join(f"<Cube currency='{c}' rate='{r}'/>" for c, r in rates.items())
-        + "</Cube>"
-        for day, rates in sorted(days.items(), reverse=True)
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" '
-        f'xmlns="{ECB_NS}"><gesmes:subject>Reference rates</gesmes:subject>'
-        "<gesmes:Sender><gesmes:name>European Central Bank</gesmes:name></gesmes:Sender>"
-        f"<Cube>{cubes}</Cube></gesmes:Envelope>"
-    ).encode()
+    """Render {day: {currency: rate}} as the ECB's gesmes envelope, newest day first
+    (as the demo's ECB renders its files)."""
+    from relay.demo import ecb
+
+    return ecb.xml({day: rates.items() for day, rates in days.items()})
 
 
 def ecb_hist_zip(days: dict[str, dict[str, str]], columns: list[str]) -> bytes:

@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import io
 import zipfile
+from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 from importlib import resources
 
@@ -58,10 +59,13 @@ def load(data: bytes | None = None) -> ECBFiles:
     )
 
 
-def xml(days: dict[date, list[tuple[str, str]]]) -> bytes:
-    """The ECB's gesmes envelope, newest day first, rates written as the CSV has them."""
+def xml(
+    days: Mapping[date, Iterable[tuple[str, str]]] | Mapping[str, Iterable[tuple[str, str]]],
+) -> bytes:
+    """The ECB's gesmes envelope, newest day first, rates written as given (a day is a
+    date or its text, which the tests' hostile upstream uses to send a malformed one)."""
     cubes = "".join(
-        f"<Cube time='{day.isoformat()}'>"
+        f"<Cube time='{day}'>"
         + "".join(f"<Cube currency='{currency}' rate='{rate}'/>" for currency, rate in rates)
         + "</Cube>"
         for day, rates in sorted(days.items(), reverse=True)
