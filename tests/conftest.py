@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,7 +28,7 @@ from relay import auth, db
 from relay.app import create_app
 from relay.changes import Changes
 from relay.config import Config, normalize_database_url
-from relay.migrate import migrate
+from relay.migrate import migrate, migration_files
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 OLD_SECRET = "older-secret-0123456789-abcdefghijklmno"
@@ -65,14 +68,23 @@ def replica(embedded_server, database_url):
 
 
 @contextlib.contextmanager
-def fresh_database(server_url: str, prefix: str = "relay_test"):
-    """A new database on the server, migrated from sql/, dropped afterwards."""
+def fresh_database(server_url: str, prefix: str = "relay_test", *, before: str | None = None):
+    """A new database on the server, migrated from sql/ (only the migrations whose names
+    sort before ``before``, e.g. "013", to test that one on data already held), dropped
+    afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
     try:
-        migrate(url)
+        if before is None:
+            migrate(url)
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                for _, path in migration_files():
+                    if path.name < before:
+                        shutil.copy(path, folder)
+                migrate(url, Path(folder))
         yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
@@ -223,3 +235,19 @@ def blocking_coinapi():
     release.set()
     server.clear()
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless through Playwright, for a test module's pages."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.web_site import launch_chromium  # it imports this module
+
+    with sync_playwright() as playwright:
+        try:
+            browser = launch_chromium(playwright)
+        except FileNotFoundError as exc:
+            pytest.fail(str(exc))
+        yield browser
+        browser.close()

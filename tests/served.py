@@ -55,23 +55,32 @@ def gunicorn(env: dict[str, str], log: Path, *, start_timeout_s: float = 30) -> 
     served = Served(f"http://127.0.0.1:{port}", port, proc, log)
     try:
         deadline = time.monotonic() + start_timeout_s
-        while True:
-            try:
-                if requests.get(f"{served.url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
+        while not healthy(served.url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not start:\n{served.log_text()[-4000:]}")
             time.sleep(0.2)
         yield served
     finally:
+        stop(proc, grace_s=30)
+
+
+def healthy(base: str) -> bool:
+    """Whether the server at ``base`` answers /health with 200 now."""
+    try:
+        return requests.get(f"{base}/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def stop(proc: subprocess.Popen, *, grace_s: float) -> None:
+    """SIGTERM (unless it has exited), ``grace_s`` to finish, then SIGKILL."""
+    if proc.poll() is None:
         proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def listening_addresses(port: int) -> set[str]:

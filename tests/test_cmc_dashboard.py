@@ -13,9 +13,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from relay.migrate import migrate, migration_files
+from relay.migrate import migrate
 from relay.sources.cmc import store as coin_store
 from relay.sources.cmc.client import Coin
+from tests.conftest import fresh_database
 
 # The dashboard worked out per request, as it was before the changes were stored (sql/010):
 # every coin's changes from the closes 1, 7 and 30 days before; and, since sql/013, the
@@ -273,16 +274,8 @@ def test_writers_take_turns_so_none_keeps_a_change_from_a_close_since_written(co
     stored_equals_worked_out(conn)
 
 
-def test_the_migration_works_out_the_days_already_held(server_url, tmp_path):
-    name = f"relay_dashboard_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
-    try:
-        for _, path in migration_files():
-            if path.name < "010":
-                (tmp_path / path.name).write_text(path.read_text())
-        migrate(url, tmp_path)
+def test_the_migration_works_out_the_days_already_held(server_url):
+    with fresh_database(server_url, "relay_dashboard", before="010") as url:
         rnd = random.Random(7)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(CREATE_COINS_BEFORE_010)
@@ -302,9 +295,6 @@ def test_the_migration_works_out_the_days_already_held(server_url, tmp_path):
             got = [coin_store.dashboard(conn, None, None, o, d, 100, 0)
                    for o in coin_store.DASHBOARD_ORDER for d in (False, True)]  # fmt: skip
         assert got == want
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 CREATE_COINS_BEFORE_010 = """
@@ -444,16 +434,8 @@ def test_a_page_of_the_snapshots_changes_reads_about_the_rows_it_shows(market, c
     assert {r["changes_from"] for r in page} == {"cmc_snapshot", "daily_closes"}
 
 
-def test_the_migration_takes_each_days_changes_from_its_last_snapshot(server_url, tmp_path):
-    name = f"relay_cmc_changes_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
-    try:
-        for _, path in migration_files():
-            if path.name < "013":
-                (tmp_path / path.name).write_text(path.read_text())
-        migrate(url, tmp_path)
+def test_the_migration_takes_each_days_changes_from_its_last_snapshot(server_url):
+    with fresh_database(server_url, "relay_cmc_changes", before="013") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(CREATE_COINS_BEFORE_010)
             # Two snapshots on the first day (the later one, without a price for coin 2,
@@ -505,6 +487,3 @@ def test_the_migration_takes_each_days_changes_from_its_last_snapshot(server_url
             assert [(r["id"], r["change_7d"], r["changes_from"]) for r in page] == [
                 (1, "-2", "cmc_snapshot"), (2, "6", "cmc_snapshot")
             ]  # fmt: skip
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

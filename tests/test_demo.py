@@ -28,13 +28,12 @@ import psutil
 import psycopg
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from relay.demo import ecb
 from relay.sources.ecb import client as ecb_client
 from tests.conftest import SECRET, eventually, fresh_database
-from tests.served import free_port
-from tests.web_site import launch_chromium
+from tests.served import free_port, healthy, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = Path(os.environ.get("RELAY_TEST_OUTPUT", ROOT / "test-output")) / "screenshots"
@@ -85,31 +84,7 @@ def demo(server_url, tmp_path_factory):
             assert eventually(lambda: healthy(base), 30), log.read_text()[-3000:]
             yield Demo(proc, base, link, token, url, banner, log)
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(40)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        try:
-            browser = launch_chromium(playwright)
-        except FileNotFoundError as exc:
-            pytest.fail(str(exc))
-        yield browser
-        browser.close()
-
-
-def healthy(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/health", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+            stop(proc, grace_s=40)
 
 
 def number(text: str) -> Decimal:

@@ -22,7 +22,7 @@ import requests
 from pytest_httpserver import HTTPServer
 
 from tests.conftest import SECRET, bearer, eventually, fresh_database
-from tests.served import free_port
+from tests.served import free_port, healthy, stop
 from tests.upstreams import FakeBinance, FakeCMC, FakeCoinAPI, FakeCoinbase, FakeECB
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,20 +75,7 @@ def serving(server_url, tmp_path, env_extra, *args):
             assert eventually(lambda: healthy(base), timeout=30), log.read_text()
             yield base, log, proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def healthy(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/health", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+            stop(proc, grace_s=40)
 
 
 def runs(base: str) -> list[dict]:

@@ -14,14 +14,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from relay import auth, db
 from relay.app import create_app
 from relay.config import Config
 from relay.resources import web
 from tests.conftest import SECRET, fresh_database
-from tests.web_site import COINS, Site, launch_chromium, running_site, serve
+from tests.web_site import COINS, Site, running_site, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = Path(os.environ.get("RELAY_TEST_OUTPUT", ROOT / "test-output")) / "screenshots"
@@ -59,17 +59,6 @@ def empty_site(server_url) -> Site:
                 yield Site(base, database_url, token)
         finally:
             pool.close(timeout=1)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        try:
-            browser = launch_chromium(playwright)
-        except FileNotFoundError as exc:
-            pytest.fail(str(exc))
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
