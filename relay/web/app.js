@@ -205,9 +205,9 @@ export function shortPrice(text) {
   const match = /^-?(\d+)(?:\.(\d*))?$/.exec(String(text));
   if (!match) return formatPrice(text);
   const [, whole, fraction = ""] = match;
-  const zeros = whole.replace(/^0+/, "") ? 0 : (/^0*/.exec(fraction)[0].length);
-  const places = Math.max(2, whole.replace(/^0+/, "") ? 6 - whole.replace(/^0+/, "").length : zeros + 6);
-  return fraction.length > places ? formatPrice(roundDecimal(text, places)) : formatPrice(text);
+  const integer = whole.replace(/^0+/, "");
+  const places = integer ? Math.max(2, 6 - integer.length) : /^0*/.exec(fraction)[0].length + 6;
+  return formatPrice(fraction.length > places ? roundDecimal(text, places) : text);
 }
 
 // A figure in full, and shortened for narrow screens (CSS shows one); when they differ,
@@ -328,7 +328,7 @@ const board = { orderBy: "market_cap", orderType: "desc", offset: 0, only: null,
 function changeCell(value, extra = "") {
   const full = formatPercent(value);
   const long = /\.\d{5,}/.test(String(value ?? ""));
-  const short = long ? formatDecimal(roundDecimal(value, 2), { sign: true, unit: "%" }) : full;
+  const short = long ? formatPercent(roundDecimal(value, 2)) : full;
   return figureCell(full, short, `change ${trend(value)} ${extra}`);
 }
 
