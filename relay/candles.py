@@ -198,6 +198,10 @@ def store_minutes(
     straight into the table; the rest (the minute that may have been open, a late
     correction) go through a staging table and an upsert that rewrites only what
     changed (db.copy_new_else_merge). One row a minute: the last one sent.
+
+    Hours and days follow in the same transaction: when every minute went straight
+    in, the page's fold (made on the fetching thread, or here) is added to them;
+    otherwise the buckets the page touches are aggregated again from the minutes.
     """
     page = rows if isinstance(rows, Minutes) else Minutes.of(rows)
     if not page:
@@ -205,8 +209,11 @@ def store_minutes(
     statements = writes(market, page.columns)
     tail = f"\t{db.copy_text(symbol)}\t{fetched_at.isoformat()}\n"
 
+    straight: list[bool] = []
+
     def copy_new(cur: psycopg.Cursor, new: list[str]) -> None:
         db.copy_joined(cur, statements.copy_direct, new, tail)
+        straight.append(True)
 
     def merge(cur: psycopg.Cursor, seen: list[str]) -> int:
         cur.execute(statements.create_stage)
@@ -216,10 +223,15 @@ def store_minutes(
 
     keys, lines = page.unique()
     after = None if stored_upto is None else page.key(stored_upto)
-    stored = db.copy_new_else_merge(conn, *db.split_after(keys, lines, after), copy_new, merge)
-    if stored:
-        # the page's hours and days, aggregated again in this same transaction
+    new, seen = db.split_after(keys, lines, after)
+    stored = db.copy_new_else_merge(conn, new, seen, copy_new, merge)
+    if straight and not seen:
+        if page.folded is None:
+            page.folded = rollups.fold(page)
+        rollups.append(conn, market, symbol, page.folded)
+    elif stored:
         rollups.refresh(conn, market, symbol, *span(page))
+    if stored:
         announce(conn, CONCERN)
     return stored
 
@@ -233,6 +245,10 @@ class CandleRelayIn(PagedRelayIn):
 
     market: Market
     concern = CONCERN
+    # Pages of at most 1,000 minutes (about 200 kB as COPY lines), so up to ten wait
+    # ready per symbol at work; a store slower than the upstream takes them all in
+    # one transaction: one COPY, one addition to the hours and days, one commit.
+    PAGES_AHEAD = 10
     # Tickers of this many symbols in one request once their candles are in; 1: one each,
     # right after each symbol's candles.
     ticker_batch = 1
@@ -310,9 +326,25 @@ class CandleRelayIn(PagedRelayIn):
         """The candles in a page (a page is its list of candles unless a source says so)."""
         return page
 
+    def digest(self, page) -> None:
+        rows = self.rows(page)
+        if isinstance(rows, Minutes) and rows:
+            rows.folded = rollups.fold(rows)
+            rows.values = None  # folded: the page need not hold its fields twice
+
     def store_page(self, conn, symbol: str, page, stored_upto: datetime | None) -> int:
         rows = self.rows(page)
         return store_minutes(conn, self.market, symbol, rows, self.now(), stored_upto)
+
+    def store_pages(self, conn, symbol: str, pages, stored_upto: datetime | None) -> int:
+        """Pages in time order go in as one: one COPY, one addition to hours and days."""
+        rows = [rows for rows in map(self.rows, pages) if rows]  # empty ones store nothing
+        if len(rows) > 1 and all(isinstance(r, Minutes) and r.folded for r in rows):
+            chained = Minutes.chain(rows)
+            if chained is not None:
+                chained.folded = rollups.joined([r.folded for r in rows])
+                return store_minutes(conn, self.market, symbol, chained, self.now(), stored_upto)
+        return super().store_pages(conn, symbol, pages, stored_upto)
 
     def page_upto(self, page) -> datetime:
         rows = self.rows(page)

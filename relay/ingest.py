@@ -174,6 +174,26 @@ class PagedRelayIn:
         """
         raise NotImplementedError
 
+    def store_pages(
+        self, conn, symbol: str, pages: Sequence[Sequence], stored_upto: datetime | None
+    ) -> int:
+        """Store pages in order inside the caller's transaction (a source may store them as
+        one); return rows new or changed."""
+        stored = 0
+        for page in pages:
+            stored += self.store_page(conn, symbol, page, stored_upto)
+            stored_upto = self.newest(stored_upto, [page])
+        return stored
+
+    def newest(self, stored_upto: datetime | None, pages: Sequence[Sequence]) -> datetime | None:
+        """What stored_upto becomes once ``pages`` are stored."""
+        held = [] if stored_upto is None else [stored_upto]
+        return max(held + [self.page_upto(page) for page in pages if page], default=None)
+
+    def digest(self, page: Sequence) -> None:
+        """Work a page needs before it is stored that needs no database, done on the thread
+        that fetched it, beside the store (relay.candles folds hours and days)."""
+
     def page_upto(self, page: Sequence) -> datetime:
         """The newest key in a page (what stored_upto becomes once it is stored)."""
         raise NotImplementedError
@@ -301,6 +321,7 @@ class PagedRelayIn:
             try:
                 while not quit.is_set():
                     page = self.fetch_page(symbol, at, deadline)
+                    self.digest(page)
                     following = None if self.is_last_page(page) else self.next_start(page)
                     hand(page)
                     if following is None:
@@ -334,15 +355,9 @@ class PagedRelayIn:
                     if pages:
                         for page in pages:
                             self.prepare(page)
-                        stored = 0
                         with storing(self.pool, self.upstream) as conn:
-                            for page in pages:
-                                stored += self.store_page(conn, symbol, page, stored_upto)
-                                if page:
-                                    upto = self.page_upto(page)
-                                    stored_upto = (
-                                        upto if stored_upto is None else max(stored_upto, upto)
-                                    )
+                            stored = self.store_pages(conn, symbol, pages, stored_upto)
+                        stored_upto = self.newest(stored_upto, pages)
                         result.add(symbol, stored)  # counted once committed
                     if items[-1] is _LAST:
                         break

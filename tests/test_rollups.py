@@ -22,7 +22,8 @@ from relay import candles, markets, rollups
 from relay.errors import BadRequest, NotFound
 from relay.reads import Reads
 from relay.sources.binance import MARKET
-from relay.sources.binance.client import parse_klines
+from relay.sources.binance.client import parse_klines, read_klines
+from relay.sources.binance.relay_in import BinanceRelayIn
 
 T0 = datetime(2026, 1, 30, 12, tzinfo=UTC)  # a Friday: weeks and a month end follow
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -217,3 +218,53 @@ def test_rollup_levels_hold_one_row_per_bucket(database_url, conn, pool, interva
     got = served(pool, "LONGUSDT", interval, first, first + timedelta(days=30))
     assert len(got) == count
     assert sum(c[5] for c in got) == 43200
+
+
+def rollup_rows(conn, symbol: str) -> dict[str, list[tuple]]:
+    """Every hour and day held for ``symbol``, values as the text PostgreSQL holds."""
+    return {
+        level: conn.execute(
+            f"SELECT bucket, traded_open::text, traded_high::text, traded_low::text,"  # noqa: S608
+            f" close::text, volume::text FROM {rollups.table(MARKET, level)}"
+            " WHERE symbol = %s ORDER BY bucket",
+            (symbol,),
+        ).fetchall()
+        for level in ("1h", "1d")
+    }
+
+
+def test_pages_added_to_hours_and_days_equal_aggregating_every_minute_again(database_url, pool):
+    """The ingest's fast path: pages read from Binance's form, folded on the fetching
+    thread, chained into one COPY and added to the stored hours and days, across hour,
+    day and page edges, with untraded minutes and equal prices written two ways. What it
+    leaves equals what aggregating every stored minute again gives, digit for digit."""
+    start = datetime(2026, 3, 1, 22, 41, tzinfo=UTC)
+    klines = []
+    for minute in range(3100):
+        at = start + timedelta(minutes=minute)
+        price = f"{1 + minute % 13 / 100:.8f}"
+        if minute % 5 == 0:  # untraded: the carried close, volume 0
+            klines.append(kline(at, price, price, price, price, "0.00000000"))
+            continue
+        # a high that ties the bucket's highest in value, written with fewer digits
+        high = "1.2" if minute % 7 == 0 else "1.20000000"
+        row = kline(at, price, high, f"0.{9 - minute % 3}", price, f"{minute}.{minute:08d}")
+        klines.append(row)
+    pages = [read_klines(json.dumps(klines[a : a + 700]).encode()) for a in range(0, 3100, 700)]
+    assert all(pages)
+    relay_in = BinanceRelayIn(pool, None, default_symbols=[], backfill_hours=1, budget_s=10)
+    for page in pages:
+        relay_in.digest(page)
+        assert page.folded and page.values is None
+    symbol = "FOLDUSDT"
+    with pool.connection() as conn:  # one page alone, then four as one
+        assert relay_in.store_pages(conn, symbol, pages[:1], None) == 700
+    with pool.connection() as conn:
+        assert relay_in.store_pages(conn, symbol, pages[1:], pages[0].upto) == 2400
+    with pool.connection() as conn:
+        added = rollup_rows(conn, symbol)
+        rollups.rebuild(conn, MARKET, symbol)
+        again = rollup_rows(conn, symbol)
+        conn.rollback()
+    assert len(added["1h"]) == 53 and len(added["1d"]) == 4  # 22:41 on the 1st to 02:20 on the 4th
+    assert added == again

@@ -308,9 +308,12 @@ def read_klines(body: bytes) -> Minutes | None:
     # A line end inside a value would pass for two lines: the counts must agree.
     if text.count("\n") != len(lines) or not _LINES.fullmatch(text):
         return None
-    if not _at_most([k.low for k in sent], [k.high for k in sent]):
+    lows, highs = [k.low for k in sent], [k.high for k in sent]
+    if not _at_most(lows, highs):
         return None
-    return Minutes(KLINE_COLUMNS, lines, opens, MILLISECOND)
+    values = {"open": [k.open for k in sent], "high": highs, "low": lows,
+              "close": [k.close for k in sent], "volume": [k.volume for k in sent]}  # fmt: skip
+    return Minutes(KLINE_COLUMNS, lines, opens, MILLISECOND, values)
 
 
 def _utc_texts(millis: list[int]) -> list[str]:

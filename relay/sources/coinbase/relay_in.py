@@ -17,11 +17,11 @@ from relay.sources.coinbase.client import (
     NAME,
     PAGE_MINUTES,
     PRODUCT,
-    Candle,
     CoinbaseSource,
     quote_of,
 )
 from relay.sources.coinbase.settings import Settings
+from relay.sources.minutes import Minutes
 from relay.sources.source import Market, Wiring
 
 MARKET = Market(
@@ -39,7 +39,7 @@ class Window:
 
     start: datetime
     end: datetime
-    rows: list[Candle]
+    rows: Minutes
 
     def __bool__(self) -> bool:
         return bool(self.rows)
@@ -67,9 +67,9 @@ class CoinbaseRelayIn(CandleRelayIn):
         start = floor_minute(start)
         end = max(start, min(start + (PAGE_MINUTES - 1) * MINUTE, floor_minute(self.now())))
         rows = self.source.fetch_candles(symbol, start, end, deadline=deadline)
-        return Window(start, end, rows)
+        return Window(start, end, Minutes.of(rows))
 
-    def rows(self, page: Window) -> list[Candle]:
+    def rows(self, page: Window) -> Minutes:
         return page.rows
 
     def resume_point(self, conn, symbol: str) -> datetime | None:
@@ -77,9 +77,9 @@ class CoinbaseRelayIn(CandleRelayIn):
         points = [super().resume_point(conn, symbol), store.walked_to(conn, symbol)]
         return max((point for point in points if point is not None), default=None)
 
-    def store_page(self, conn, symbol: str, page: Window, stored_upto) -> int:
-        stored = super().store_page(conn, symbol, page, stored_upto)
-        store.note_walked(conn, symbol, page.end)
+    def store_pages(self, conn, symbol: str, pages: list[Window], stored_upto) -> int:
+        stored = super().store_pages(conn, symbol, pages, stored_upto)
+        store.note_walked(conn, symbol, max(page.end for page in pages))
         return stored
 
     def is_last_page(self, page: Window) -> bool:
