@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -13,6 +16,29 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from relay.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+
+# A connection given back this recently is lent again without asking whether it is alive
+# (HikariCP's aliveBypassWindowMs): under load that spares a round trip per request, and
+# one idle for longer is still checked, so a restarted database costs no request.
+CHECK_IDLE_AFTER_S = 0.5
+_returned: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+_returned_lock = threading.Lock()
+
+
+def _note_returned(conn: psycopg.Connection) -> None:
+    """When a connection came back sound from a unit of work (connection() below; not a
+    pool reset callback, which would make the pool give connections back on a thread)."""
+    with _returned_lock:
+        _returned[conn] = time.monotonic()
+
+
+def check_if_idle(conn: psycopg.Connection) -> None:
+    """The pool's check: the usual liveness check, for a connection idle long enough to
+    have died unseen (or never lent)."""
+    with _returned_lock:
+        returned = _returned.get(conn)
+    if returned is None or time.monotonic() - returned >= CHECK_IDLE_AFTER_S:
+        ConnectionPool.check_connection(conn)
 
 
 def make_pool(
@@ -24,7 +50,7 @@ def make_pool(
     open: bool = False,
     name: str = "relay",
     application_name: str | None = None,
-    check: Callable[[psycopg.Connection], None] | None = ConnectionPool.check_connection,
+    check: Callable[[psycopg.Connection], None] | None = check_if_idle,
 ) -> ConnectionPool:
     """Build a pool; open it after gunicorn forks, never at import.
 
@@ -49,14 +75,17 @@ def make_pool(
 
 
 @contextlib.contextmanager
-def connection(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+def connection(pool: ConnectionPool, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     """Lend a connection for one unit of work: commit on success, roll back on error.
 
-    Connection loss and pool exhaustion become DatabaseUnavailable (503).
+    ``autocommit``: each statement is its own transaction (reads that need no snapshot
+    across statements: no BEGIN or COMMIT round trip). Connection loss and pool
+    exhaustion become DatabaseUnavailable (503).
     """
     try:
-        with pool.connection() as conn:
+        with pool.connection() as conn, autocommitting(conn, autocommit):
             yield conn
+        _note_returned(conn)
     except PoolTimeout as exc:
         log.warning("database pool timeout: %s", type(exc).__name__)
         raise DatabaseUnavailable() from exc
@@ -64,6 +93,20 @@ def connection(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
         # The message may hold the host name but never the password; keep it short.
         log.warning("database unavailable: %s", type(exc).__name__)
         raise DatabaseUnavailable() from exc
+
+
+@contextlib.contextmanager
+def autocommitting(conn: psycopg.Connection, on: bool = True) -> Iterator[None]:
+    """Run the block in autocommit when ``on``; the connection leaves as it came."""
+    if not on:
+        yield
+        return
+    conn.autocommit = True
+    try:
+        yield
+    finally:
+        with contextlib.suppress(psycopg.Error):  # a broken one is discarded by the pool
+            conn.autocommit = False
 
 
 def ping(pool: ConnectionPool) -> bool:

@@ -222,7 +222,7 @@ def resample(
     the exchanges align theirs (Interval); a bucket with no data is absent.
     """
     every = INTERVALS[interval]
-    with reads.connection(candles.CONCERN) as conn:
+    with reads.connection(candles.CONCERN, snapshot=True) as conn:
         # One snapshot for the newest minute, retention's mark and the buckets: a minute
         # stored in between cannot slip into a bucket past ``end``.
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

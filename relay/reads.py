@@ -90,15 +90,21 @@ class Reads:
         self._probe: threading.Thread | None = None
 
     @contextlib.contextmanager
-    def connection(self, concern: str) -> Iterator[psycopg.Connection]:
-        """One unit of reading ``concern``, as db.connection: psycopg errors become 503."""
+    def connection(self, concern: str, *, snapshot: bool = False) -> Iterator[psycopg.Connection]:
+        """One unit of reading ``concern``, as db.connection: psycopg errors become 503.
+
+        Each statement reads its own snapshot, in autocommit (as READ COMMITTED would give,
+        without the BEGIN and COMMIT round trips); ``snapshot``: one transaction, whose
+        isolation the reader may set first.
+        """
         conn = self._fresh_replica(concern)
         if conn is None:
-            with db.connection(self._primary) as conn:
+            with db.connection(self._primary, autocommit=not snapshot) as conn:
                 yield conn
             return
         try:
-            with conn:  # commit or roll back; a pooled connection is not closed
+            # commit or roll back; a pooled connection is not closed
+            with conn, db.autocommitting(conn, not snapshot):
                 yield conn
         except psycopg.OperationalError as exc:
             self._lose(type(exc).__name__)
