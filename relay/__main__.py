@@ -85,6 +85,7 @@ def cmd_revoke(args) -> int:
     with db.make_pool(normalize_database_url(env["DATABASE_URL"]), open=True) as pool:
         revocations = auth.Revocations(pool)
         try:
+            revocations.forget_expired()  # the list stays as long as the live tokens
             if args.jti:
                 fresh = revocations.revoke(args.jti)
                 print(f"revoked {args.jti}" if fresh else f"{args.jti} was already revoked")
@@ -115,7 +116,7 @@ def cmd_prune(args) -> int:
 
     import psycopg
 
-    from relay import partitions
+    from relay import db, partitions
     from relay.config import retain_candles_from_env, retain_trades_from_env
     from relay.notify import announce
     from relay.sources.coinapi.store import TABLE as TRADES
@@ -136,6 +137,10 @@ def cmd_prune(args) -> int:
                 announce(conn, concern)
             print(f"{table}: dropped {len(dropped)} month(s)" + (
                 ": " + ", ".join(dropped) if dropped else ""))  # fmt: skip
+    with db.make_pool(normalize_database_url(env["DATABASE_URL"]), open=True) as pool:
+        revocations, records = auth.Revocations(pool).forget_expired()
+    print(f"revoked_token: forgot {revocations} revocation(s) of tokens expired over a day ago;"
+          f" issued_token: forgot {records} record(s)")  # fmt: skip
     return 0
 
 

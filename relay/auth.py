@@ -181,9 +181,26 @@ class Revocations:
     """The list of revoked token ids, kept in PostgreSQL so every process sees it."""
 
     _IS_REVOKED = "SELECT 1 FROM revoked_token WHERE jti = %(jti)s"
+    # With its token's expiry when relay recorded the token (else null: kept for good).
     _REVOKE = """
-        INSERT INTO revoked_token (jti) VALUES (%(jti)s)
+        INSERT INTO revoked_token (jti, expires_at)
+        VALUES (%(jti)s, (SELECT expires_at FROM issued_token WHERE jti = %(jti)s))
         ON CONFLICT (jti) DO NOTHING
+    """
+    # A revocation matters while its token could still be accepted: up to its exp and the
+    # leeway. It is forgotten a day after that (another server's clock may lag the
+    # database's), and so is the record of the token.
+    _FORGET = """
+        WITH revocations AS (
+            DELETE FROM revoked_token
+            WHERE expires_at < now() - make_interval(secs => %(leeway)s) - interval '1 day'
+            RETURNING 1
+        ), records AS (
+            DELETE FROM issued_token
+            WHERE expires_at < now() - make_interval(secs => %(leeway)s) - interval '1 day'
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM revocations), (SELECT count(*) FROM records)
     """
 
     def __init__(self, pool: ConnectionPool, changes: Changes | None = None):
@@ -202,11 +219,11 @@ class Revocations:
     # accepted for LEEWAY_S after its exp, so it counts as live until then.
     _REVOKE_SUBJECT = """
         WITH held AS (
-            SELECT jti, expires_at > now() - make_interval(secs => %(leeway)s) AS live
+            SELECT jti, expires_at, expires_at > now() - make_interval(secs => %(leeway)s) AS live
             FROM issued_token WHERE sub = %(sub)s
         ), fresh AS (
-            INSERT INTO revoked_token (jti)
-            SELECT jti FROM held WHERE live
+            INSERT INTO revoked_token (jti, expires_at)
+            SELECT jti, expires_at FROM held WHERE live
             ON CONFLICT (jti) DO NOTHING
             RETURNING jti
         )
@@ -224,6 +241,16 @@ class Revocations:
             if fresh:
                 announce(conn, REVOKED)
             return SubjectRevoked(sub=sub, issued=issued, live=live, revoked=tuple(fresh))
+
+    def forget_expired(self) -> tuple[int, int]:
+        """Forget the revocations and records of tokens expired over a day ago, so the list
+        every worker holds stays as long as the tokens that could still be used; return
+        how many revocations and records went."""
+        with db.connection(self._pool) as conn:
+            revocations, records = conn.execute(self._FORGET, {"leeway": LEEWAY_S}).fetchone()
+            if revocations:
+                announce(conn, REVOKED)  # every worker loads the shorter list
+            return revocations, records
 
     def revoke(self, jti: str) -> bool:
         """Revoke ``jti``, telling every worker; return False when it was revoked already."""

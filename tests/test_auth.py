@@ -301,6 +301,42 @@ def test_revoke_sub_refuses_every_token_of_that_subject_and_no_other(
     assert not any(_refused(app, fresh) for app in apps)
 
 
+def test_revocations_of_tokens_long_expired_are_forgotten_and_the_rest_kept(
+    make_app, config, database_url, conn
+):
+    """Every worker holds the revoked list in memory: ``relay prune`` (and each ``relay
+    revoke``) forgets a revocation once its token could not be accepted anyway."""
+    env = {"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET}
+    live = _token(database_url, "laptop").stdout.strip()
+    live_jti = jwt.decode(live, SECRET, algorithms=["HS256"])["jti"]
+    for jti in (live_jti, "never-recorded"):
+        assert _cli("revoke", jti, env_extra=env).returncode == 0
+    held = dict(conn.execute("SELECT jti, expires_at IS NOT NULL FROM revoked_token").fetchall())
+    assert held == {live_jti: True, "never-recorded": False}  # the expiry, where recorded
+    for jti, expired in (("long-gone", "2 days"), ("just-gone", "1 hour")):
+        conn.execute(
+            "INSERT INTO issued_token VALUES (%s, 'laptop', 'relay:out',"
+            " now() - interval '9 days', now() - %s::interval)",
+            (jti, expired),
+        )
+        conn.execute(
+            "INSERT INTO revoked_token (jti, expires_at)"
+            " SELECT jti, expires_at FROM issued_token WHERE jti = %s",
+            (jti,),
+        )
+
+    done = _cli("prune", env_extra=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "revoked_token: forgot 1 revocation(s)" in done.stdout
+    assert "issued_token: forgot 1 record(s)" in done.stdout
+    kept = {row[0] for row in conn.execute("SELECT jti FROM revoked_token")}
+    assert kept == {live_jti, "just-gone", "never-recorded"}  # no expiry known: kept
+    recorded = {row[0] for row in conn.execute("SELECT jti FROM issued_token")}
+    assert recorded == {live_jti, "just-gone"}
+    assert _refused(make_app(config), live)  # the live token stays refused
+
+
 def test_revoke_sub_of_an_unknown_subject_says_so(database_url, conn):
     _token(database_url, "known")
     env = {"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET}
