@@ -463,9 +463,7 @@ def test_dashboard_for_5000_coins_is_served_by_indexes(conn):
     conn.execute("ANALYZE coin")
     from psycopg import sql
 
-    query = sql.SQL(coin_store.DASHBOARD).format(
-        order=sql.SQL(coin_store.DASHBOARD_ORDER["24h"]), direction=sql.SQL("DESC")
-    )
+    query = coin_store.query(coin_store.DASHBOARD, "24h", descending=True)
     args = {"day": date(2022, 12, 24), "symbols": None, "limit": 100, "offset": 0}
     plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, args))
     assert "Seq Scan on coin_daily" not in plan, plan

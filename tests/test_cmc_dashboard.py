@@ -363,25 +363,19 @@ def read_rows(conn, query, args) -> tuple[dict, str]:
 
 def test_a_page_reads_about_the_rows_it_shows_in_every_order(market, conn):
     for order_by, descending in itertools.product(coin_store.DASHBOARD_ORDER, (False, True)):
-        order = sql.SQL(coin_store.DASHBOARD_ORDER[order_by])
-        direction = sql.SQL("DESC" if descending else "ASC")
-        query = sql.SQL(coin_store.DASHBOARD_WITH_VALUE).format(order=order, direction=direction)
+        query = coin_store.query(coin_store.DASHBOARD_WITH_VALUE, order_by, descending)
         rows, plan = read_rows(conn, query, {"day": None, "limit": 100, "offset": 0})
         assert "Seq Scan on coin_daily" not in plan and "Seq Scan on coin " not in plan, plan
         # each row and its coin, and the rest of the equal values cut at the page's end
         assert rows["coin_daily"] <= 105 and rows["coin"] <= 105, (order_by, plan)
     # Past the coins with a 24h change, those without (one in ten) come from their index.
-    query = sql.SQL(coin_store.DASHBOARD_WITHOUT_VALUE).format(
-        order=sql.SQL(coin_store.DASHBOARD_ORDER["24h"])
-    )
+    query = coin_store.query(coin_store.DASHBOARD_WITHOUT_VALUE, "24h")
     rows, plan = read_rows(conn, query, {"day": DAY, "limit": 100, "offset": 200})
     assert "Seq Scan on coin_daily" not in plan, plan
     assert rows["coin_daily"] <= 500, plan
     # On the first day no coin has a 1m change: they are read by rank, a page at a time.
     first = date(2022, 11, 23)
-    query = sql.SQL(coin_store.DASHBOARD_WITHOUT_VALUE).format(
-        order=sql.SQL(coin_store.DASHBOARD_ORDER["1m"])
-    )
+    query = coin_store.query(coin_store.DASHBOARD_WITHOUT_VALUE, "1m")
     rows, plan = read_rows(conn, query, {"day": first, "limit": 100, "offset": 0})
     assert "coin_rank_idx" in plan, plan
     assert rows["coin_daily"] <= 105 and rows["coin"] <= 105, plan
@@ -413,9 +407,7 @@ def test_a_page_of_the_snapshots_changes_reads_about_the_rows_it_shows(market, c
         "shown_from_snapshot) FROM coin_daily WHERE day = %s", (DAY,)
     ).fetchone() == (4500, 4500)  # fmt: skip
     for order_by, descending in itertools.product(("24h", "7d", "1m"), (False, True)):
-        order = sql.SQL(coin_store.DASHBOARD_ORDER[order_by])
-        direction = sql.SQL("DESC" if descending else "ASC")
-        query = sql.SQL(coin_store.DASHBOARD_WITH_VALUE).format(order=order, direction=direction)
+        query = coin_store.query(coin_store.DASHBOARD_WITH_VALUE, order_by, descending)
         rows, plan = read_rows(conn, query, {"day": None, "limit": 100, "offset": 0})
         assert "Seq Scan on coin_daily" not in plan and "Seq Scan on coin " not in plan, plan
         assert rows["coin_daily"] <= 105 and rows["coin"] <= 105, (order_by, plan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -11,6 +12,7 @@ from psycopg import sql
 from relay import rollups
 from relay.migrate import SQL_DIR, migrate, migration_files
 from relay.sources.binance import MARKET
+from tests.conftest import fresh_database
 
 
 @pytest.fixture
@@ -73,11 +75,12 @@ def test_file_names_must_be_numbered(tmp_path):
     assert SQL_DIR.is_dir()
 
 
-def test_the_rollup_migration_rolls_up_the_minutes_already_held(blank_url, tmp_path):
-    for _, path in migration_files():
-        if path.name < "009":
-            (tmp_path / path.name).write_text(path.read_text())
-    migrate(blank_url, tmp_path)
+def test_the_rollup_migration_rolls_up_the_minutes_already_held(server_url):
+    with fresh_database(server_url, "relay_migrate", before="009") as url:
+        rolled_up_as_the_ingest_would(url)
+
+
+def rolled_up_as_the_ingest_would(blank_url: str) -> None:
     with psycopg.connect(blank_url) as conn:
         # 3 days of minutes, every fifth untraded at the carried close, a gap of an hour
         conn.execute(
@@ -115,6 +118,20 @@ def test_the_rollup_migration_rolls_up_the_minutes_already_held(blank_url, tmp_p
             ).fetchall()
             assert rows == again, level
     assert len(held["1h"]) == 71 and len(held["1d"]) == 3
+
+
+def test_revocations_held_take_the_expiry_of_their_recorded_tokens(server_url):
+    with fresh_database(server_url, "relay_migrate", before="015") as url:
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "INSERT INTO issued_token VALUES ('known', 'laptop', 'relay:out',"
+                " '2026-01-01T00:00Z', '2026-01-31T00:00Z')"
+            )
+            conn.execute("INSERT INTO revoked_token (jti) VALUES ('known'), ('unrecorded')")
+        assert migrate(url) == [path.name for _, path in migration_files() if path.name >= "015"]
+        with psycopg.connect(url) as conn:
+            held = dict(conn.execute("SELECT jti, expires_at FROM revoked_token"))
+    assert held == {"known": datetime(2026, 1, 31, tzinfo=UTC), "unrecorded": None}
 
 
 def test_migrate_with_the_database_unreachable_says_so_without_a_traceback():

@@ -173,13 +173,18 @@ DASHBOARD_DAY = """
     SELECT day, coins FROM coin_day
     WHERE day = coalesce(%(day)s::date, (SELECT max(day) FROM coin_day))
 """
+# What every dashboard query shows of a coin and its day, in DASHBOARD_COLUMNS' order,
+# then the day; each query adds the day's total. Placed as {shown} by query().
+DASHBOARD_SHOWN = """
+    c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
+    t.close::text AS price, t.shown_change_24h::text AS change_24h,
+    t.shown_change_7d::text AS change_7d, t.shown_change_1m::text AS change_1m,
+    CASE WHEN t.shown_from_snapshot THEN 'cmc_snapshot' ELSE 'daily_closes' END,
+    t.volume::text AS volume_24h, t.market_cap::text, t.day
+"""
 # Chosen coins: a handful of rows, sorted whole.
 DASHBOARD = """
-    SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
-        t.close::text AS price, t.shown_change_24h::text AS change_24h,
-        t.shown_change_7d::text AS change_7d, t.shown_change_1m::text AS change_1m,
-        CASE WHEN t.shown_from_snapshot THEN 'cmc_snapshot' ELSE 'daily_closes' END,
-        t.volume::text AS volume_24h, t.market_cap::text, t.day, count(*) OVER () AS total
+    SELECT {shown}, count(*) OVER () AS total
     FROM coin_daily AS t
     JOIN coin AS c ON c.id = t.coin_id
     WHERE t.day = coalesce(%(day)s::date, (SELECT max(day) FROM coin_day))
@@ -196,11 +201,7 @@ DASHBOARD = """
 # then those without, by rank and id. The caller knows where the first run ends from
 # its page, or else by DASHBOARD_PRESENT; coin_day holds the total.
 DASHBOARD_WITH_VALUE = """
-    SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
-        t.close::text AS price, t.shown_change_24h::text AS change_24h,
-        t.shown_change_7d::text AS change_7d, t.shown_change_1m::text AS change_1m,
-        CASE WHEN t.shown_from_snapshot THEN 'cmc_snapshot' ELSE 'daily_closes' END,
-        t.volume::text AS volume_24h, t.market_cap::text, t.day, (SELECT coins FROM coin_day
+    SELECT {shown}, (SELECT coins FROM coin_day
             WHERE day = coalesce(%(day)s::date, (SELECT max(day) FROM coin_day))) AS total
     FROM coin_daily AS t
     JOIN coin AS c ON c.id = t.coin_id
@@ -210,11 +211,7 @@ DASHBOARD_WITH_VALUE = """
     LIMIT %(limit)s OFFSET %(offset)s
 """
 DASHBOARD_WITHOUT_VALUE = """
-    SELECT c.id, c.name, c.symbol, c.logo_id IS NOT NULL AS has_logo,
-        t.close::text AS price, t.shown_change_24h::text AS change_24h,
-        t.shown_change_7d::text AS change_7d, t.shown_change_1m::text AS change_1m,
-        CASE WHEN t.shown_from_snapshot THEN 'cmc_snapshot' ELSE 'daily_closes' END,
-        t.volume::text AS volume_24h, t.market_cap::text, t.day, NULL AS total
+    SELECT {shown}, NULL AS total
     FROM coin_daily AS t
     JOIN coin AS c ON c.id = t.coin_id
     WHERE t.day = %(day)s AND {order} IS NULL
@@ -324,6 +321,16 @@ def store_history(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
     return stored
 
 
+def query(template: str, order_by: str, descending: bool = False) -> sql.Composed:
+    """A dashboard query: its shown columns, and the order's fixed fragment (never the
+    user's text) and direction."""
+    return sql.SQL(template).format(
+        shown=sql.SQL(DASHBOARD_SHOWN),
+        order=sql.SQL(DASHBOARD_ORDER[order_by]),
+        direction=sql.SQL("DESC" if descending else "ASC"),
+    )
+
+
 def dashboard(
     conn: psycopg.Connection,
     day: date | None,
@@ -334,15 +341,12 @@ def dashboard(
     offset: int,
 ) -> tuple[date | None, int, list[dict]]:
     """Return the day (default: the latest held), its total and one page of its table."""
-    order = sql.SQL(DASHBOARD_ORDER[order_by])  # a fixed fragment, never the user's text
-    direction = sql.SQL("DESC" if descending else "ASC")
     args = {"day": day, "limit": limit, "offset": offset}
     if symbols:
-        query = sql.SQL(DASHBOARD).format(order=order, direction=direction)
-        rows = conn.execute(query, {**args, "symbols": [s.upper() for s in symbols]}).fetchall()
+        chosen = {**args, "symbols": [s.upper() for s in symbols]}
+        rows = conn.execute(query(DASHBOARD, order_by, descending), chosen).fetchall()
         return (rows[0][-2], rows[0][-1], _dashboard_rows(rows)) if rows else (day, 0, [])
-    query = sql.SQL(DASHBOARD_WITH_VALUE).format(order=order, direction=direction)
-    rows = conn.execute(query, args).fetchall()
+    rows = conn.execute(query(DASHBOARD_WITH_VALUE, order_by, descending), args).fetchall()
     if len(rows) == limit:
         return rows[0][-2], rows[0][-1], _dashboard_rows(rows)
     # The first run ended on this page or before it: the coins without a value follow,
@@ -359,13 +363,12 @@ def dashboard(
     elif rows:
         present = offset + len(rows)
     else:
-        count = sql.SQL(DASHBOARD_PRESENT).format(order=order)
+        count = query(DASHBOARD_PRESENT, order_by)
         present = conn.execute(count, {"day": day}).fetchone()[0]
     skip = max(0, offset - present)
     if skip < total - present:
-        query = sql.SQL(DASHBOARD_WITHOUT_VALUE).format(order=order)
         args = {"day": day, "limit": limit - len(rows), "offset": skip}
-        rows += conn.execute(query, args).fetchall()
+        rows += conn.execute(query(DASHBOARD_WITHOUT_VALUE, order_by), args).fetchall()
     return day, total, _dashboard_rows(rows)
 
 
