@@ -123,6 +123,7 @@ def price_at(
 
 class Writes(NamedTuple):
     create_stage: sql.Composed
+    clear_stage: sql.Composed
     copy_direct: sql.Composed
     copy_stage: sql.Composed
     merge: sql.Composed
@@ -141,6 +142,8 @@ def writes(market: Market, columns: tuple[str, ...]) -> Writes:
         create_stage=sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
         ).format(stage=stage, table=table),
+        # Emptied before each page: the transaction may merge several pages one by one.
+        clear_stage=sql.SQL("TRUNCATE {stage}").format(stage=stage),
         # Minutes after the newest one stored cannot be there yet: straight in, no merge.
         copy_direct=sql.SQL("COPY {table} ({every}) FROM STDIN").format(table=table, every=every),
         copy_stage=sql.SQL("COPY {stage} ({every}) FROM STDIN").format(stage=stage, every=every),
@@ -217,6 +220,7 @@ def store_minutes(
 
     def merge(cur: psycopg.Cursor, seen: list[str]) -> int:
         cur.execute(statements.create_stage)
+        cur.execute(statements.clear_stage)
         db.copy_joined(cur, statements.copy_stage, seen, tail)
         cur.execute(statements.merge)
         return cur.rowcount
@@ -245,10 +249,11 @@ class CandleRelayIn(PagedRelayIn):
 
     market: Market
     concern = CONCERN
-    # Pages of at most 1,000 minutes (about 200 kB as COPY lines), so up to ten wait
-    # ready per symbol at work; a store slower than the upstream takes them all in
-    # one transaction: one COPY, one addition to the hours and days, one commit.
-    PAGES_AHEAD = 10
+    # Pages of at most 1,000 minutes, about 280 kB each once folded (620 kB as parsed),
+    # so five ready per symbol at work hold less than three unfolded did; a store slower
+    # than the upstream takes them all in one transaction: one COPY, one addition to the
+    # hours and days, one commit.
+    PAGES_AHEAD = 5
     # Tickers of this many symbols in one request once their candles are in; 1: one each,
     # right after each symbol's candles.
     ticker_batch = 1

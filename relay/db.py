@@ -18,8 +18,9 @@ from relay.errors import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 # A connection given back this recently is lent again without asking whether it is alive
-# (HikariCP's aliveBypassWindowMs): under load that spares a round trip per request, and
-# one idle for longer is still checked, so a restarted database costs no request.
+# (HikariCP's aliveBypassWindowMs): under load that spares a round trip per request. One
+# idle for longer is checked, and replaced if dead, before it is lent; one whose server
+# went away within the window fails the one request that gets it (503) and is discarded.
 CHECK_IDLE_AFTER_S = 0.5
 _returned: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
 _returned_lock = threading.Lock()

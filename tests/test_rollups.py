@@ -24,6 +24,7 @@ from relay.reads import Reads
 from relay.sources.binance import MARKET
 from relay.sources.binance.client import parse_klines, read_klines
 from relay.sources.binance.relay_in import BinanceRelayIn
+from relay.sources.minutes import Minutes
 
 T0 = datetime(2026, 1, 30, 12, tzinfo=UTC)  # a Friday: weeks and a month end follow
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -268,3 +269,43 @@ def test_pages_added_to_hours_and_days_equal_aggregating_every_minute_again(data
         conn.rollback()
     assert len(added["1h"]) == 53 and len(added["1d"]) == 4  # 22:41 on the 1st to 02:20 on the 4th
     assert added == again
+
+
+def test_pages_merged_one_after_another_in_one_transaction_each_store_their_own(pool):
+    """Overlapping pages (not chained) are stored one by one in one transaction: each
+    merge stores what its page sent and nothing staged for the page before it."""
+    start = datetime(2026, 3, 1, 21, tzinfo=UTC)
+
+    def minute(at: int, volume: str) -> list:
+        return kline(start + timedelta(minutes=at), "1.5", "2", "1.0", "1.6", volume)
+
+    def page(rows: list[list]):
+        return read_klines(json.dumps(rows).encode())
+
+    first = page([minute(m, "1") for m in range(10)])
+    relay_in = BinanceRelayIn(pool, None, default_symbols=[], backfill_hours=1, budget_s=10)
+    symbol = "MERGEUSDT"
+    with pool.connection() as conn:
+        assert relay_in.store_pages(conn, symbol, [first], None) == 10
+    # each page sends minute 5 again, the second with another volume, then new minutes
+    again = [
+        page([minute(5, "3"), *(minute(m, "1") for m in range(10, 70))]),
+        page([minute(5, "4"), *(minute(m, "1") for m in range(70, 130))]),
+        page([minute(100, "1"), *(minute(m, "1") for m in range(130, 200))]),
+    ]
+    for each in again:
+        relay_in.digest(each)
+    assert Minutes.chain(again) is None  # so stored page by page
+    with pool.connection() as conn:
+        # 60 + 1 changed, 60 + 1 changed again, 70 (minute 100 is as stored)
+        assert relay_in.store_pages(conn, symbol, again, first.upto) == 192
+    with pool.connection() as conn:
+        held = conn.execute(
+            "SELECT volume FROM binance_candle WHERE symbol = %s AND open_time = %s",
+            (symbol, start + timedelta(minutes=5)),
+        ).fetchone()
+        assert held == (Decimal("4"),)  # the last one sent
+        added = rollup_rows(conn, symbol)
+        rollups.rebuild(conn, MARKET, symbol)
+        assert rollup_rows(conn, symbol) == added
+        conn.rollback()

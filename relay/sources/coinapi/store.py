@@ -38,6 +38,9 @@ CREATE_STAGE = """
     ) ON COMMIT DELETE ROWS
 """
 
+# Emptied before each page: the transaction may merge several pages one by one.
+CLEAR_STAGE = "TRUNCATE trade_stage"
+
 # COPY's text format: each trade goes in as the digits and times CoinAPI sent.
 COPY_STAGE = """
     COPY trade_stage (uuid, time_exchange, time_coinapi, price, size, taker_side) FROM STDIN
@@ -99,6 +102,7 @@ def store_page(
 
     def merge(cur: psycopg.Cursor, seen: list[str]) -> int:
         cur.execute(CREATE_STAGE)
+        cur.execute(CLEAR_STAGE)
         db.copy_joined(cur, COPY_STAGE, seen, "\n")
         cur.execute(MERGE_STAGE, {"symbol_id": symbol_id})
         return cur.rowcount
