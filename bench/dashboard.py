@@ -6,8 +6,9 @@ The serve step of ``./run bench`` for just the dashboard: 5000 coins with 32 day
 closes (the same rows as the full benchmark), the API under gunicorn with the
 production settings and ``RELAY_ANSWER_CACHE=off``, wrk at 32 connections. Besides the
 benchmark's own page (100 rows by 24h change, descending) it asks for pages in other
-orders, directions and offsets, and for a one-row answer (convert) for scale: what any
-uncached route costs beside the ceiling. Each run measures the ceiling right before the
+orders, directions and offsets, and for a one-row answer (convert) for scale, and for
+what any request costs before its page: an unknown route's 404 (middleware, no query)
+and a price 404 (one query). Each run measures the ceiling right before the
 pages, and the ratios are taken run by run.
 """
 
@@ -23,6 +24,11 @@ from bench.__main__ import FIXED, spread
 
 V1 = "/relay-api/v1/relay-out/dashboard"
 PAGES = {
+    # What any request costs before its page: the middleware alone, then one query.
+    "no query (an unknown route's 404)": ["/relay-api/v1/relay-out/no-such-route"],
+    "one query (price of a symbol not held, 404)": [
+        "/relay-api/v1/relay-out/price?currency=BTCUSDT"
+    ],
     "convert (one row, for scale)": ["/relay-api/v1/relay-out/convert?from=USD&to=JPY&amount=100"],
     "24h desc (the bench's page)": [f"{V1}?limit=100&order_by=24h"],
     "every order and direction": [
