@@ -41,7 +41,7 @@ class Minutes:
 
     @classmethod
     def chain(cls, pages: Sequence[Minutes]) -> Minutes | None:
-        """Pages in time order as one page, when they can be: the same columns and keys,
+        """Pages in time order as one page, when they can be: the same columns and key unit,
         each page's minutes before the next one's. None otherwise."""
         first = pages[0]
         if not all(page and page.columns == first.columns and page.unit == first.unit
