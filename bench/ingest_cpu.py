@@ -17,28 +17,19 @@ import collections
 import functools
 import multiprocessing
 import time
-from datetime import UTC, datetime, timedelta
 
 import psycopg
-import webtest
 
-from bench import harness
-from relay import db
-from relay.app import create_app
-from relay.config import Config
+from bench import harness, profile_ingest
 from relay.sources.binance.relay_in import BinanceRelayIn
 from relay.sources.coinapi.relay_in import CoinAPIRelayIn
 
-BTC = "BITSTAMP_SPOT_BTC_USD"
 TIMED = ("fetch_page", "digest", "store_pages")
 
 
 def serve(source: str, rows: int, ready: multiprocessing.Queue) -> None:
     pages = harness.PageServer()
-    if source == "binance":
-        pages.add_klines("ADAUSDT", datetime.now(UTC) - timedelta(minutes=rows), rows)
-    else:
-        pages.add_trades(BTC, datetime.now(UTC) - timedelta(hours=6), rows)
+    profile_ingest.add_rows(pages, source, rows)
     ready.put(pages.url)
     time.sleep(3600)  # until the parent ends it
 
@@ -65,7 +56,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=None, help="200,000 trades or 100,000 klines")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    rows = args.rows or (100_000 if args.source == "binance" else 200_000)
+    rows = args.rows or profile_ingest.ROWS[args.source]
     ready: multiprocessing.Queue = multiprocessing.Queue()
     upstream = multiprocessing.Process(target=serve, args=(args.source, rows, ready), daemon=True)
     upstream.start()
@@ -78,16 +69,7 @@ def main() -> None:
     try:
         with harness.postgres() as server_url:
             database = harness.fresh_database(server_url)
-            pool = db.make_pool(database, open=True)
-            config = Config(database_url=database, jwt_secrets=(harness.SECRET,)).replace(
-                binance_url=url, binance_backfill_hours=rows // 60 + 2, coinapi_url=url,
-                coinapi_page_limit=10_000, coinapi_backfill_hours=7, relay_in_budget_s=600,
-            )  # fmt: skip
-            app = webtest.TestApp(create_app(config, pool))
-            headers = {"Authorization": f"Bearer {harness.token('relay:in')}"}
-            query = {"Symbol": BTC}
-            if args.source == "binance":
-                query = {"Symbol": "ADAUSDT", "source": "binance"}
+            app = profile_ingest.relay_in_app(database, url, rows)
             for _ in range(args.runs):
                 with psycopg.connect(database, autocommit=True) as conn:
                     conn.execute(
@@ -96,14 +78,12 @@ def main() -> None:
                     )
                 spent.clear()
                 started = time.perf_counter()
-                resp = app.get("/relay-api/v1/relay-in", query, headers=headers)
+                stored = profile_ingest.relay_in(app, args.source)
                 elapsed = time.perf_counter() - started
-                stored = resp.json["data"]["processed"]
                 print(
                     f"{stored:,} rows in {elapsed:.2f} s ({stored / elapsed:,.0f} rows/s): "
                     + ", ".join(f"{key} {value:.2f} s" for key, value in sorted(spent.items()))
                 )
-            pool.close()
     finally:
         upstream.terminate()
 

@@ -25,6 +25,36 @@ from relay.app import create_app
 from relay.config import Config
 
 BTC = "BITSTAMP_SPOT_BTC_USD"
+ROWS = {"coinapi": 200_000, "binance": 100_000}  # by default: a CoinAPI or Binance run
+QUERY = {"coinapi": {"Symbol": BTC}, "binance": {"Symbol": "ADAUSDT", "source": "binance"}}
+
+
+def add_rows(pages: harness.PageServer, source: str, rows: int) -> None:
+    """Put ``rows`` trades (CoinAPI) or klines (Binance) up to now on the loopback upstream:
+    trades over the last 6 hours, 10,000 a page; klines one a minute, 1,000 a page."""
+    now = datetime.now(UTC)
+    if source == "coinapi":
+        pages.add_trades(BTC, now - timedelta(hours=6), rows)
+    else:
+        pages.add_klines("ADAUSDT", now - timedelta(minutes=rows), rows)
+
+
+def relay_in_app(database: str, upstream: str, rows: int) -> webtest.TestApp:
+    """The whole app on ``database``, its CoinAPI and Binance at ``upstream``, reaching
+    back far enough for ``rows`` and with time to take them all in one call."""
+    pool = db.make_pool(database, open=True)
+    config = Config(database_url=database, jwt_secrets=(harness.SECRET,)).replace(
+        coinapi_url=upstream, coinapi_page_limit=10_000, coinapi_backfill_hours=7,
+        binance_url=upstream, binance_backfill_hours=rows // 60 + 2, relay_in_budget_s=600,
+    )  # fmt: skip
+    return webtest.TestApp(create_app(config, pool))
+
+
+def relay_in(app: webtest.TestApp, source: str) -> int:
+    """One relay-in of ``source`` through the app; the rows it stored."""
+    headers = {"Authorization": f"Bearer {harness.token('relay:in')}"}
+    resp = app.get("/relay-api/v1/relay-in", QUERY[source], headers=headers)
+    return resp.json["data"]["processed"]
 
 
 def main() -> None:
@@ -33,38 +63,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=None, help="200,000 trades or 100,000 klines")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
-    now = datetime.now(UTC)
+    rows = args.rows or ROWS[args.source]
     pages = harness.PageServer()
-    if args.source == "coinapi":
-        pages.add_trades(BTC, now - timedelta(hours=6), args.rows or 200_000)
-        query = {"Symbol": BTC}
-    else:
-        minutes = args.rows or 100_000
-        pages.add_klines("ADAUSDT", now - timedelta(minutes=minutes), minutes)
-        query = {"Symbol": "ADAUSDT", "source": "binance"}
+    add_rows(pages, args.source, rows)
     with harness.postgres() as server_url:
-        url = harness.fresh_database(server_url)
-        pool = db.make_pool(url, open=True)
-        config = Config(database_url=url, jwt_secrets=(harness.SECRET,)).replace(
-            coinapi_url=pages.url,
-            coinapi_page_limit=10_000,
-            coinapi_backfill_hours=7,
-            binance_url=pages.url,
-            binance_backfill_hours=(args.rows or 100_000) // 60 + 2,
-            relay_in_budget_s=600,
-        )
-        app = webtest.TestApp(create_app(config, pool))
-        headers = {"Authorization": f"Bearer {harness.token('relay:in')}"}
+        app = relay_in_app(harness.fresh_database(server_url), pages.url, rows)
         profile = cProfile.Profile()
         started = time.perf_counter()
         profile.enable()
-        resp = app.get("/relay-api/v1/relay-in", query, headers=headers)
+        processed = relay_in(app, args.source)
         profile.disable()
         elapsed = time.perf_counter() - started
-        processed = resp.json["data"]["processed"]
         print(f"{processed:,} rows in {elapsed:.2f} s: {processed / elapsed:,.0f} rows/s")
         pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
-        pool.close()
     pages.close()
 
 
