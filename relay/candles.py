@@ -31,11 +31,13 @@ CONCERN = "candles"
 
 
 class Statements(NamedTuple):
-    newest: sql.Composed
-    oldest: sql.Composed
-    symbols: sql.Composed
-    latest_price: sql.Composed
-    price_at: sql.Composed
+    """Each rendered once (db.rendered)."""
+
+    newest: bytes
+    oldest: bytes
+    symbols: bytes
+    latest_price: bytes
+    price_at: bytes
 
 
 @functools.cache
@@ -45,7 +47,7 @@ def statements(market: Market) -> Statements:
         "ticker": sql.Identifier(market.ticker),
         "ticker_time": sql.Identifier(market.ticker_time),
     }
-    return Statements(
+    composed = Statements(
         newest=sql.SQL("SELECT max(open_time) FROM {candles} WHERE symbol = %(symbol)s").format(
             **ids
         ),
@@ -92,6 +94,7 @@ def statements(market: Market) -> Statements:
             """
         ).format(**ids),
     )
+    return Statements(*map(db.rendered, composed))
 
 
 def newest_open_time(conn: psycopg.Connection, market: Market, symbol: str) -> datetime | None:
@@ -122,11 +125,13 @@ def price_at(
 
 
 class Writes(NamedTuple):
-    create_stage: sql.Composed
-    clear_stage: sql.Composed
-    copy_direct: sql.Composed
-    copy_stage: sql.Composed
-    merge: sql.Composed
+    """Each rendered once (db.rendered)."""
+
+    create_stage: bytes
+    clear_stage: bytes
+    copy_direct: bytes
+    copy_stage: bytes
+    merge: bytes
 
 
 @functools.cache
@@ -138,7 +143,7 @@ def writes(market: Market, columns: tuple[str, ...]) -> Writes:
     values = [c for c in columns if c != "open_time"]
     stored = sql.SQL(", ").join(sql.Identifier("c", c) for c in values)
     sent = sql.SQL(", ").join(sql.Identifier("excluded", c) for c in values)
-    return Writes(
+    composed = Writes(
         create_stage=sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
         ).format(stage=stage, table=table),
@@ -168,6 +173,7 @@ def writes(market: Market, columns: tuple[str, ...]) -> Writes:
             sent=sent,
         ),
     )
+    return Writes(*map(db.rendered, composed))
 
 
 def opened(rows: Minutes | Sequence[NamedTuple]) -> list[datetime]:

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import psycopg
 from psycopg import sql
 
+from relay import db
 from relay.sources.minutes import Minutes
 from relay.sources.source import Market
 
@@ -97,9 +98,11 @@ def _shape(market: Market, level: str | None, since: str, until: str) -> sql.Com
 
 
 class Statements(NamedTuple):
-    refresh: dict[str, sql.Composed]  # level -> re-aggregate its buckets in a range
-    append: sql.Composed  # hours and days of minutes newer than all stored, added in
-    read: dict[tuple[str | None, str], sql.Composed]  # (level, bucket kind) -> candles
+    """Each rendered once (db.rendered)."""
+
+    refresh: dict[str, bytes]  # level -> re-aggregate its buckets in a range
+    append: bytes  # hours and days of minutes newer than all stored, added in
+    read: dict[tuple[str | None, str], bytes]  # (level, bucket kind) -> candles
 
 
 # Adding buckets of later minutes to stored ones, by the rule: the stored open stays
@@ -172,7 +175,11 @@ def statements(market: Market) -> Statements:
                 ORDER BY bucket
                 """
             ).format(bucket=sql.SQL(bucket), combine=sql.SQL(_COMBINE), rows=rows)
-    return Statements(refresh, append, read)
+    return Statements(
+        {level: db.rendered(statement) for level, statement in refresh.items()},
+        db.rendered(append),
+        {key: db.rendered(statement) for key, statement in read.items()},
+    )
 
 
 def floor(when: datetime, width: timedelta) -> datetime:

@@ -461,11 +461,10 @@ def test_dashboard_for_5000_coins_is_served_by_indexes(conn):
     )
     conn.execute("ANALYZE coin_daily")
     conn.execute("ANALYZE coin")
-    from psycopg import sql
 
     query = coin_store.query(coin_store.DASHBOARD, "24h", descending=True)
     args = {"day": date(2022, 12, 24), "symbols": None, "limit": 100, "offset": 0}
-    plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, args))
+    plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + query, args))
     assert "Seq Scan on coin_daily" not in plan, plan
     assert "coin_daily_day_idx" in plan or "coin_daily_pkey" in plan, plan
 

@@ -344,11 +344,9 @@ def market(conn):
 def read_rows(conn, query, args) -> tuple[dict, str]:
     """Rows the plan read from each table (every scan node's rows x loops), and the plan."""
     plan = conn.execute(
-        sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON, COSTS OFF, TIMING OFF) ") + query, args
+        b"EXPLAIN (ANALYZE, FORMAT JSON, COSTS OFF, TIMING OFF) " + query, args
     ).fetchone()[0][0]["Plan"]
-    text = "\n".join(
-        r[0] for r in conn.execute(sql.SQL("EXPLAIN (COSTS OFF) ") + query, args).fetchall()
-    )
+    text = "\n".join(r[0] for r in conn.execute(b"EXPLAIN (COSTS OFF) " + query, args).fetchall())
     rows = {"coin_daily": 0, "coin": 0}
 
     def walk(node):

@@ -188,9 +188,7 @@ def test_a_daily_read_to_the_newest_minute_reads_no_minute_rows(database_url, co
     params = {"symbol": "DAYUSDT", "width": timedelta(days=1), "origin": EPOCH, "start": first,
               "cut": first + timedelta(days=30), "end": newest + timedelta(minutes=1)}  # fmt: skip
     assert rollups.level_for(timedelta(days=1)) == ("1d", timedelta(days=1))
-    plan = conn.execute(
-        psycopg.sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + query, params
-    ).fetchone()[0]
+    plan = conn.execute(b"EXPLAIN (ANALYZE, FORMAT JSON) " + query, params).fetchone()[0]
     scans = {}
 
     def walk(node):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -321,13 +322,16 @@ def store_history(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
     return stored
 
 
-def query(template: str, order_by: str, descending: bool = False) -> sql.Composed:
+@functools.cache  # a few dozen: the templates by DASHBOARD_ORDER's keys and two directions
+def query(template: str, order_by: str, descending: bool = False) -> bytes:
     """A dashboard query: its shown columns, and the order's fixed fragment (never the
-    user's text) and direction."""
-    return sql.SQL(template).format(
-        shown=sql.SQL(DASHBOARD_SHOWN),
-        order=sql.SQL(DASHBOARD_ORDER[order_by]),
-        direction=sql.SQL("DESC" if descending else "ASC"),
+    user's text) and direction; rendered once (db.rendered)."""
+    return db.rendered(
+        sql.SQL(template).format(
+            shown=sql.SQL(DASHBOARD_SHOWN),
+            order=sql.SQL(DASHBOARD_ORDER[order_by]),
+            direction=sql.SQL("DESC" if descending else "ASC"),
+        )
     )
 
 
