@@ -234,8 +234,11 @@ def resample(
         held_from = partitions.held_from(conn, market.candles)
         if start is None:
             start = every.back(end, DEFAULT_BUCKETS)
-            if held_from is not None and rollups.level_for(every.width)[0] is None:
-                start = max(start, held_from)  # by default, what the minutes still cover
+            # By default, what the minutes still cover; a range that ends before they
+            # begin is left as asked, so the read says they are gone (404), not [] (200).
+            minutes = rollups.level_for(every.width)[0] is None
+            if held_from is not None and held_from < end and minutes:
+                start = max(start, held_from)
         start = every.floor(start)
         if every.count(start, end) > MAX_BUCKETS:
             raise BadRequest(

@@ -137,6 +137,13 @@ def test_retention_drops_whole_old_months_and_reads_say_what_is_gone(
         gone = candles(interval, start, end, status=404)
         assert gone["data"]["held_from"] == iso(FIRST_NEW), interval
         assert f"before {iso(FIRST_NEW)} are no longer held" in gone["message"]
+    # so without a start (the 500 buckets before end), when end is before what is held
+    query = {"symbol": "ADAUSDT", "interval": "1m", "end": iso(OLD + timedelta(minutes=30))}
+    gone = app.get(CANDLES, query, headers=out_headers, status=404).json
+    assert gone["data"]["held_from"] == iso(FIRST_NEW)
+    # while one ending after it starts where the minutes do: none were stored there
+    query = {**query, "end": iso(FIRST_NEW + timedelta(hours=1))}
+    assert app.get(CANDLES, query, headers=out_headers).json["data"]["candles"] == []
     # what is held is served as before
     held = candles("1m", M2 - timedelta(hours=1), M2 + timedelta(hours=1))["data"]["candles"]
     assert len(held) == 120
