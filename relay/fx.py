@@ -12,6 +12,7 @@ from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound
 from relay.reads import Reads
 from relay.sources.ecb import store as rate_store
+from relay.sources.numbers import ARITHMETIC as _CONTEXT
 
 CONCERN = "rates"  # what the ECB relay-in announces
 FIRST_PUBLISHED = date(1999, 1, 4)
@@ -19,7 +20,6 @@ MAX_SERIES_DAYS = 366
 # Cross rates: 10 significant digits; conversion results: 6 decimal places;
 # both half-to-even from a 50-digit intermediate. Rates against EUR are the
 # ECB's own digits.
-_CONTEXT = decimal.Context(prec=50, rounding=decimal.ROUND_HALF_EVEN)
 _CROSS = decimal.Context(prec=10, rounding=decimal.ROUND_HALF_EVEN)
 RESULT = Decimal("0.000001")
 IMMUTABLE = "private, max-age=31536000, immutable"  # a token is needed: no shared cache

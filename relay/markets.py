@@ -8,7 +8,6 @@ exchange's candles change.
 from __future__ import annotations
 
 import dataclasses
-import decimal
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,14 +16,14 @@ from relay import caching, candles, params, partitions, rollups
 from relay.changes import AnswerCache
 from relay.errors import BadRequest, NotFound, Unprocessable
 from relay.reads import Reads
+from relay.sources.numbers import ARITHMETIC as _CONTEXT
 from relay.sources.source import Market
 
 DAY = timedelta(hours=24)
 # Money results are rounded half-to-even to 8 decimal places (Binance's own
-# precision); percentages to 4. Intermediate steps use 50 significant digits.
+# precision); percentages to 4. Intermediate steps are exact up to that (ARITHMETIC).
 MONEY = Decimal("0.00000001")
 PERCENT = Decimal("0.0001")
-_CONTEXT = decimal.Context(prec=50, rounding=decimal.ROUND_HALF_EVEN)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -269,6 +269,26 @@ def test_profit_matches_a_hand_computation(app, out_headers, day_and_a_bit):
     assert data["profit_percent"] == "28.4585"
 
 
+def test_profit_keeps_every_digit_at_the_extremes_an_upstream_may_send(app, out_headers, conn):
+    """Prices as far apart as relay takes them (1e-60 and 1e60) and the largest value: the
+    final value is 1e135, given to the unit's 8 decimals, not a 500."""
+    conn.execute(
+        """
+        INSERT INTO binance_candle
+        SELECT 'PUMPUSDT', t, t + interval '59.999 seconds', c, c, c, c, 1, 1, 1, 1, 1,
+               t + interval '1 minute'
+        FROM (VALUES (timestamptz '2026-01-01', %s::numeric),
+                     (timestamptz '2026-01-02 00:01', %s::numeric)) AS v (t, c)
+        """,
+        ("0." + "0" * 59 + "1", "1" + "0" * 60),
+    )
+    query = {"value": "1000000000000000", "currency": "PUMPUSDT"}
+    data = app.get(f"{OUT}/profit", query, headers=out_headers).json["data"]
+    assert data["final_value"] == f"{10**135}.00000000"
+    assert data["profit"] == f"{10**135 - 10**15}.00000000"
+    assert data["profit_percent"] == f"{10**122 - 100}.0000"
+
+
 def test_price_is_the_freshest_we_hold(app, out_headers, day_and_a_bit):
     data = app.get(f"{OUT}/price", {"currency": "ADAUSDT"}, headers=out_headers).json["data"]
     assert data["price"] == "0.65000000"

@@ -263,6 +263,21 @@ def test_convert_worked_out_by_hand(loaded, app, out_headers):
     assert eur["rate"] == "0.88180" and eur["result"] == "8.818000"
 
 
+def test_convert_keeps_every_digit_at_the_extremes_an_upstream_may_send(
+    loaded, app, out_headers, conn
+):
+    """Rates as far apart as relay takes them (1e-59 and 1e59 per EUR) and the largest
+    amount: the result is 1e136, given to six decimals, not a 500."""
+    conn.execute(
+        "INSERT INTO ecb_rate (day, currency, rate) VALUES "
+        "('2018-06-12', 'AAA', %s), ('2018-06-12', 'ZZZ', %s)",
+        ("0." + "0" * 58 + "1", "1" + "0" * 59),
+    )
+    query = {"from": "AAA", "to": "ZZZ", "amount": "1000000000000000000", "date": "2018-06-12"}
+    data = get(app, "convert", query, out_headers).json["data"]
+    assert data["result"] == f"{10**136}.000000"
+
+
 def test_series_over_business_days(loaded, app, out_headers):
     query = {"start": "2018-06-04", "end": "2018-06-11", "base": "USD", "symbols": "JPY"}
     data = get(app, "rates/series", query, out_headers).json["data"]

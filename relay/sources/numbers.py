@@ -7,6 +7,7 @@ reach PostgreSQL as a value it refuses (a 500), or as one we cannot use.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -18,6 +19,11 @@ from relay.errors import UpstreamError
 # so "1e999999" is refused as the nonsense it is instead of costing a 500.
 MAX_DIGITS = 100
 MAX_MAGNITUDE = 60  # |adjusted exponent|: 1e-60 .. 1e60
+# Arithmetic on such numbers and an amount a client gives (at most 50 digits): a
+# product of two is exact in this many digits, and a quotient (within about 1e+/-160)
+# holds every digit down to the smallest unit an answer is rounded to, so rounding it
+# to that unit (quantize) cannot fail. Fewer (50) made extreme prices a 500.
+ARITHMETIC = decimal.Context(prec=300, rounding=decimal.ROUND_HALF_EVEN)
 # Upstream times outside this span are not market data.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
