@@ -108,9 +108,14 @@ def gzip_bomb(decoded: int = 1024 * MIB) -> bytes:
     return member * (decoded // MIB)
 
 
-def gzipped(body: bytes, content_type="application/json") -> Callable:
+def gzipped(body: bytes, content_type="application/json", location: str | None = None) -> Callable:
+    """``body`` sent as gzip: a 200, or with ``location`` a 302 redirecting there."""
+
     def handle(handler):
-        send(handler, 200, body, content_type, {"Content-Encoding": "gzip"})
+        headers = {"Content-Encoding": "gzip"}
+        if location is not None:
+            headers["Location"] = location
+        send(handler, 200 if location is None else 302, body, content_type, headers)
 
     return handle
 

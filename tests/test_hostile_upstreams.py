@@ -101,6 +101,19 @@ def test_a_gzip_bomb_is_refused_as_it_decodes(make_app, config, conn, in_headers
     assert stored_rows(conn) == 0
 
 
+def test_a_gzip_bomb_in_a_redirect_is_refused_as_it_decodes(
+    make_app, config, conn, in_headers, hostile
+):
+    """A redirect's body is read within the same bounds as any other, never whole."""
+    hostile.routes[COINAPI_PAGE] = gzipped(gzip_bomb(), location="/elsewhere")
+    app = coinapi_app(make_app, config, hostile.url)
+    with bounded_memory("gzip bomb in a 302, 1 GiB decoded"):
+        resp = relay_coinapi(app, in_headers, 502)
+    assert_envelope(resp, 502, "Bad Gateway: CoinAPI sent more than the")
+    assert stored_rows(conn) == 0
+    assert [path.split("?")[0] for path in hostile.paths()] == [COINAPI_PAGE]  # not followed
+
+
 def test_gzip_is_still_read_when_it_fits(make_app, config, conn, in_headers, hostile):
     trades = (
         '[{"symbol_id": "BITSTAMP_SPOT_BTC_USD", "time_exchange": "2022-01-01T11:00:00.0000000Z",'

@@ -464,9 +464,19 @@ class _WatchedAdapter(HTTPAdapter):
         }
 
 
+class _Session(requests.Session):
+    """Redirects are relay's to follow (UpstreamClient._attempt: each hop guarded, its body
+    read within the bounds). Left to requests, a redirect's whole body would be read and
+    decoded to prepare the next request, even with allow_redirects=False: past every bound.
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
 def new_session() -> requests.Session:
     """A requests Session whose connections the attempt deadline can cut."""
-    session = requests.Session()
+    session = _Session()
     session.trust_env = False  # no proxy or .netrc credentials picked up from the environment
     adapter = _WatchedAdapter()
     session.mount("http://", adapter)
