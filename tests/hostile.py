@@ -18,6 +18,7 @@ import gzip
 import http.server
 import io
 import re
+import struct
 import threading
 import time
 import zipfile
@@ -142,6 +143,24 @@ def redirect(location: str) -> Callable:
         send(handler, 302, b"", headers={"Location": location})
 
     return handle
+
+
+@functools.cache
+def bzip2_zip(csv_bytes: int, declared: int = 100) -> bytes:
+    """A zip of a few hundred bytes whose CSV is bzip2 of ``csv_bytes`` bytes, declared
+    (in its local and central headers) as ``declared`` bytes."""
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_BZIP2) as archive,
+        archive.open("eurofxref-hist.csv", "w") as member,
+    ):
+        member.write(b"Date,USD,\n")
+        for _ in range(csv_bytes // MIB):
+            member.write(b"0" * MIB)
+    data = bytearray(buffer.getvalue())
+    struct.pack_into("<I", data, data.find(b"PK\x03\x04") + 22, declared)  # uncompressed size
+    struct.pack_into("<I", data, data.find(b"PK\x01\x02") + 24, declared)
+    return bytes(data)
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from tests.conftest import SECRET, bearer, fresh_database
 from tests.hostile import (
     MIB,
     HostileServer,
+    bzip2_zip,
     drip,
     gzip_bomb,
     gzipped,
@@ -199,6 +200,22 @@ def test_a_small_zip_with_a_wide_csv_is_refused(
     with bounded_memory(f"{len(archive) // 1024} KB zip, {csv_mib} MiB CSV"):
         resp = app.post("/relay-api/v1/relay-in/ecb", headers=in_headers, status=502)
     assert_envelope(resp, 502, "Bad Gateway: ECB eurofxref-hist.zip is malformed", words)
+    assert stored_rows(conn) == 0
+
+
+def test_a_zip_compressed_other_than_by_deflate_is_refused_unread(
+    make_app, config, conn, in_headers, hostile
+):
+    """zipfile stops deflate at the declared size, but not bzip2 or LZMA: a 256 MiB CSV
+    declared as 100 bytes would be decoded whole. The ECB's zip is deflated."""
+    archive = bzip2_zip(256 * MIB)
+    assert len(archive) < 1024
+    hostile.routes["/eurofxref-daily.xml"] = lambda h: send(h, 200, DAILY_XML, "text/xml")
+    hostile.routes["/eurofxref-hist.zip"] = lambda h: send(h, 200, archive, "application/zip")
+    app = make_app(config.replace(ecb_url=hostile.url), now=lambda: NOW)
+    with bounded_memory(f"{len(archive)} B zip, bzip2 of 256 MiB declared as 100 B"):
+        resp = app.post("/relay-api/v1/relay-in/ecb", headers=in_headers, status=502)
+    assert_envelope(resp, 502, "Bad Gateway: ECB eurofxref-hist.zip is malformed", "not by deflate")
     assert stored_rows(conn) == 0
 
 

@@ -134,6 +134,10 @@ def parse_hist_zip(content: bytes, name: str = HIST_ZIP) -> Iterator[Rate]:
                 raise _fail(name, f"expected one CSV inside, found {len(members)}")
             if members[0].file_size > MAX_CSV_BYTES:
                 raise _fail(name, f"the CSV inside is larger than {MAX_CSV_BYTES} bytes")
+            if members[0].compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                # The ECB's is deflated; bzip2 and LZMA zipfile decodes a chunk at a time,
+                # whole, before it cuts at the declared size.
+                raise _fail(name, "the CSV inside is compressed, but not by deflate")
             # zipfile reads no more than the size it checked above (then checks the CRC).
             with archive.open(members[0]) as raw:
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
