@@ -159,6 +159,32 @@ def test_coinmarketcap_errors_are_clear(app, cmc, conn, in_headers, sleeps, erro
     assert scalar(conn, "SELECT count(*) FROM coin") == 0
 
 
+def _listing_quoted(quote) -> str:
+    item = json.loads(json.dumps(cmc_listing(1, "Bitcoin", "BTC", 1, "9000"), default=str))
+    return json.dumps({"status": {"error_code": 0}, "data": [{**item, "quote": quote}]})
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("null", "answer has no data"),
+        ("5", "answer has no data"),
+        (json.dumps({"status": "oops", "data": 5}), "listings data is not a list"),
+        (_listing_quoted(["USD"]), "no USD quote"),
+        (_listing_quoted("USD"), "no USD quote"),
+    ],
+    ids=["null", "number", "status-string", "quote-list", "quote-string"],
+)
+def test_answers_of_another_shape_are_502_naming_what_is_wrong(
+    app, cmc, conn, in_headers, body, words
+):
+    cmc.raw_listings = body
+    resp = app.post(IN, headers=in_headers, status=502)
+    assert resp.json["message"].startswith("Bad Gateway: CoinMarketCap")
+    assert words in resp.json["message"]
+    assert scalar(conn, "SELECT count(*) FROM coin") == 0
+
+
 # -- history import ---------------------------------------------------------------------
 
 START = date(2022, 11, 20)

@@ -120,7 +120,7 @@ class CMCSource:
             raise
         status = body.get("status") if isinstance(body, dict) else None
         code = status.get("error_code") if isinstance(status, dict) else None
-        message = str((status or {}).get("error_message") or "")[:200]
+        message = str(status.get("error_message") or "")[:200] if isinstance(status, dict) else ""
         if resp.status_code == 401 or code in _AUTH_CODES:
             raise UpstreamError(
                 f"Bad Gateway: {NAME} refused our API key (error {code}: {message}); "
@@ -135,7 +135,7 @@ class CMCSource:
             raise UpstreamError(
                 f"Bad Gateway: {NAME} answered HTTP {resp.status_code} (error {code}: {message})"
             )
-        if "data" not in body:
+        if not isinstance(body, dict) or "data" not in body:
             raise UpstreamError(f"Bad Gateway: {NAME} answer has no data")
         return body["data"]
 
@@ -293,7 +293,8 @@ def parse_listings(data: Any) -> list[Coin]:
         try:
             if not isinstance(item, dict):
                 raise TypeError("not an object")
-            quote = (item.get("quote") or {}).get("USD")
+            quotes = item.get("quote")
+            quote = quotes.get("USD") if isinstance(quotes, dict) else None
             if not isinstance(quote, dict):
                 raise TypeError("no USD quote")
             cmc_id, rank = item["id"], item.get("cmc_rank")

@@ -79,8 +79,10 @@ def _fail(name: str, what: str) -> UpstreamError:
 
 
 def _rate(text: str | None, name: str, where: str) -> Decimal:
+    if text is None:
+        raise _fail(name, f"{where}: no rate")
     try:
-        value = exact_number(text or "", "rate")
+        value = exact_number(text, "rate")
     except ValueError as exc:
         raise _fail(name, f"{where}: rate {text[:40]!r} {str(exc).removeprefix('rate ')}") from None
     if value <= 0:
