@@ -52,6 +52,22 @@ def count_rows(conn) -> int:
     return conn.execute("SELECT count(*) FROM symbol_data").fetchone()[0]
 
 
+def test_a_trade_stamped_in_the_future_does_not_move_the_resume_point_past_others(
+    make_app, config, coinapi, conn, in_headers
+):
+    clock = {"now": NOW}
+    app = make_app(config, now=lambda: clock["now"])
+    coinapi.add(BTC, make_trades(NOW - timedelta(hours=1), 10, seed=1))
+    coinapi.add(BTC, make_trades(NOW + timedelta(days=1), 1, seed=2))  # a clock a day ahead
+    assert app.get(URL, {"Symbol": BTC}, headers=in_headers).json["data"]["processed"] == 11
+    # half an hour later five more trades happened: the next run resumes before them
+    coinapi.add(BTC, make_trades(NOW + timedelta(minutes=20), 5, seed=3))
+    clock["now"] = NOW + timedelta(minutes=30)
+    assert app.get(URL, {"Symbol": BTC}, headers=in_headers).json["data"]["processed"] == 5
+    assert count_rows(conn) == 16
+    assert coinapi.requests[-1]["time_start"] < (NOW + timedelta(minutes=20)).isoformat()
+
+
 def test_first_run_stores_the_recorded_page_with_every_digit(app, coinapi, conn, in_headers):
     recorded = recorded_kraken_trades()
     coinapi.add(KRAKEN, recorded)
@@ -381,7 +397,7 @@ def test_odd_text_and_long_decimals_are_stored_verbatim_on_either_path(
         if stored_before:  # a later trade is stored, so this one takes the merge path
             later = as_trades(make_trades(T0 + timedelta(hours=2), 1))
             trade_store.store_page(direct, BTC, later, None)
-            newest = trade_store.newest_time(direct, BTC)
+            newest = trade_store.newest_time(direct, BTC, upto=T0 + timedelta(days=1))
         assert trade_store.store_page(direct, BTC, [odd], newest) == 1
     row = conn.execute(
         "SELECT price::text, size::text, taker_side, time_exchange, time_coinapi "

@@ -76,7 +76,7 @@ class CoinAPIRelayIn(PagedRelayIn):
     def resume_point(self, conn, symbol: str) -> datetime | None:
         # Trades at that very instant come again and are skipped: a trade is
         # (symbol, time_exchange, uuid).
-        return trade_store.newest_time(conn, symbol)
+        return trade_store.newest_time(conn, symbol, upto=self.now())
 
     def fetch_page(self, symbol: str, start: datetime, deadline: float):
         return self.source.fetch_page(symbol, start, deadline=deadline)

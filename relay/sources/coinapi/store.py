@@ -29,6 +29,7 @@ ENSURE_SYMBOL = """
 NEWEST_TIME = """
     SELECT max(time_exchange) FROM symbol_data
     WHERE symbol = (SELECT id FROM symbol WHERE symbol_id = %(symbol_id)s)
+      AND time_exchange <= %(upto)s
 """
 
 CREATE_STAGE = """
@@ -72,9 +73,12 @@ RECORDS = """
 """
 
 
-def newest_time(conn: psycopg.Connection, symbol_id: str) -> datetime | None:
-    """Return the newest stored trade time of a symbol: where relay-in resumes."""
-    return conn.execute(NEWEST_TIME, {"symbol_id": symbol_id}).fetchone()[0]
+def newest_time(conn: psycopg.Connection, symbol_id: str, upto: datetime) -> datetime | None:
+    """Return the newest trade time stored for a symbol at or before ``upto``: where
+    relay-in resumes, with ``upto`` its now, so a trade an exchange stamped in the future
+    cannot carry it past the trades still to come (that one is fetched again, and
+    skipped, until its time has come)."""
+    return conn.execute(NEWEST_TIME, {"symbol_id": symbol_id, "upto": upto}).fetchone()[0]
 
 
 def store_page(
