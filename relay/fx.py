@@ -18,7 +18,7 @@ CONCERN = "rates"  # what the ECB relay-in announces
 FIRST_PUBLISHED = date(1999, 1, 4)
 MAX_SERIES_DAYS = 366
 # Cross rates: 10 significant digits; conversion results: 6 decimal places;
-# both half-to-even from a 50-digit intermediate. Rates against EUR are the
+# both half-to-even, the results from an exact intermediate (ARITHMETIC). Rates against EUR are the
 # ECB's own digits.
 _CROSS = decimal.Context(prec=10, rounding=decimal.ROUND_HALF_EVEN)
 RESULT = Decimal("0.000001")
