@@ -49,6 +49,11 @@ class HostileServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the relay hung up on us, as it should
 
+            def do_POST(self):
+                length = self.headers.get("Content-Length", "0")
+                self.rfile.read(int(length) if length.isdigit() else 0)
+                self.do_GET()
+
             def log_message(self, *args):
                 pass
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from werkzeug import Response
 
-from scheduler.clock import START_SPACING_S, Clock, Job, load_schedule
+from scheduler.clock import START_SPACING_S, Clock, Job, load_schedule, trigger
 from scheduler.fire import fire
 from tests.conftest import eventually
+from tests.hostile import HostileServer, drip
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/relay-api/v1/relay-in/coinapi"
@@ -46,6 +49,16 @@ class Script:
             content_type="application/json",
             headers=headers[0] if headers else None,
         )
+
+
+class _Top:
+    """An rng whose jitter is always the full backoff."""
+
+    def uniform(self, low, high):
+        return high
+
+
+FULL_JITTER = _Top()
 
 
 class Sleeps(list):
@@ -100,6 +113,55 @@ def test_a_server_that_never_answers_is_given_up_at_the_deadline(httpserver):
     assert time.monotonic() - started < 5
     assert not outcome.ok and outcome.status is None
     assert "Timeout" in outcome.error
+
+
+@pytest.mark.parametrize("headers_too", [False, True], ids=["body", "headers"])
+def test_an_answer_that_drips_is_cut_off_at_the_deadline(headers_too):
+    server = HostileServer()
+    head = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 99\r\n\r\n"
+    server.routes[PATH] = drip(head, b" " * 99, 0.2, headers_too=headers_too)
+    started = time.monotonic()
+    try:
+        outcome = fire(server.url, "tok", "coinapi", deadline_s=1.5)
+    finally:
+        server.stop()
+    assert time.monotonic() - started < 3  # the whole answer would take 20 s or more
+    assert not outcome.ok and outcome.status is None
+    assert outcome.error.startswith("Timeout")
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, "<html>a captive portal, or another app at RELAY_URL</html>"),
+        (201, envelope(201, {"processed": "n/a"})),
+        (201, envelope(201, {"processed": [1]})),
+        (201, envelope(201, {"processed": True})),
+        (201, "[" * 100_000 + "]" * 100_000),
+    ],
+    ids=["html", "text", "list", "bool", "deep"],
+)
+def test_an_answer_that_is_not_relays_is_a_failure_asked_once(httpserver, status, body):
+    script = Script(httpserver, [(status, body)] * 2)
+    outcome = fire(httpserver.url_for("/"), "tok", "coinapi", sleep=Sleeps())
+    assert not outcome.ok and outcome.attempts == 1 and len(script.requests) == 1
+    assert outcome.error == f"HTTP {status} is not relay's answer"
+
+
+def test_a_retry_after_date_without_a_zone_is_utc(httpserver):
+    past = {"Retry-After": "Wed, 21 Oct 2015 07:28:00 -0000"}  # long past: no wait
+    Script(httpserver, [(503, envelope(503), past), (201, envelope(201, {"processed": 1}))])
+    outcome = fire(httpserver.url_for("/"), "tok", "coinapi")
+    assert outcome.ok and outcome.attempts == 2
+
+
+def test_incomplete_answers_that_stored_nothing_back_off(httpserver):
+    idle = (200, envelope(200, {"processed": 0, "complete": False}))
+    Script(httpserver, [idle] * 6 + [(204, "")])
+    sleeps = Sleeps()
+    outcome = fire(httpserver.url_for("/"), "tok", "coinapi", sleep=sleeps, rng=FULL_JITTER)
+    assert outcome.ok and outcome.attempts == 7
+    assert sleeps == [1, 2, 4, 8, 16, 30]  # as after failures: no call at once
 
 
 def run_cli(*args, env_extra=None):

@@ -272,7 +272,7 @@ class UpstreamClient:
     def _attempt(self, url, params, headers, max_bytes: int, guard: Guard, timeout: float) -> Reply:
         """One attempt, redirects included, under one wall-clock deadline."""
         headers = {"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
-        with _Watch(timeout) as watch:
+        with Watch(timeout) as watch:
             for _ in range(MAX_REDIRECTS + 1):
                 try:
                     guard(url)
@@ -292,7 +292,7 @@ class UpstreamClient:
                     raise _Refused("redirected to a URL that does not parse") from None
             raise _Refused(f"redirected more than {MAX_REDIRECTS} times")
 
-    def _fetch(self, watch: _Watch, url, params, headers, max_bytes: int, timeout: float) -> Reply:
+    def _fetch(self, watch: Watch, url, params, headers, max_bytes: int, timeout: float) -> Reply:
         try:
             resp = self.session.get(
                 url,
@@ -383,12 +383,14 @@ def read_body(resp: requests.Response, max_bytes: int) -> bytes:
 _current = threading.local()
 
 
-class _Watch:
+class Watch:
     """Shut the sockets of one attempt when its deadline passes.
 
     A socket read timeout bounds each read, not the answer: a server sending
     one byte every few seconds never trips it. Shutting the socket down from a
     timer thread ends any read blocked on it at once (it sees end of file).
+    It watches the requests made, in its ``with`` block and on its thread, through
+    a session from new_session() (scheduler.fire uses it too).
     """
 
     def __init__(self, seconds: float):
@@ -399,7 +401,7 @@ class _Watch:
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def __enter__(self) -> _Watch:
+    def __enter__(self) -> Watch:
         _current.watch = self
         self._timer.start()
         return self
