@@ -44,20 +44,34 @@ def load_schedule(path: Path = SCHEDULE) -> list[Job]:
     if path.exists():
         with path.open("rb") as handle:
             document = tomllib.load(handle)
-    for name, table in document.get("jobs", {}).items():
-        if table.get("enabled", True) is False:
+    tables = document.get("jobs", {})
+    if not isinstance(tables, dict):
+        raise ValueError(f"{path.name}: jobs must be tables ([jobs.NAME])")
+    for name, table in tables.items():
+        where = f"{path.name}: job {name!r}"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where} must be a table ([jobs.{name}])")
+        unknown = set(table) - {"cron", "symbols", "source", "enabled"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ValueError(f"{where}: enabled must be true or false")
+        if not enabled:
             jobs.pop(name, None)
             continue
         default = jobs.get(name)
         cron = table.get("cron", default.cron if default else None)
         if not isinstance(cron, str):
-            raise ValueError(f"{path.name}: job {name!r} needs a cron string")
+            raise ValueError(f"{where} needs a cron string")
         trigger(cron)  # fail at start, not at the first firing
         source = table.get("source", name)
         if source not in BY_NAME:
-            raise ValueError(f"{path.name}: job {name!r}: no source {source!r}")
-        symbols = tuple(table.get("symbols", default.symbols if default else ()))
-        jobs[name] = Job(source=source, cron=cron, symbols=symbols)
+            raise ValueError(f"{where}: no source {source!r}")
+        symbols = table.get("symbols", list(default.symbols) if default else [])
+        if not (isinstance(symbols, list) and all(isinstance(s, str) and s for s in symbols)):
+            raise ValueError(f"{where}: symbols must be a list of symbol strings")
+        jobs[name] = Job(source=source, cron=cron, symbols=tuple(symbols))
     if not jobs:
         raise ValueError(f"{path.name}: every job is disabled")
     return list(jobs.values())
@@ -66,18 +80,38 @@ def load_schedule(path: Path = SCHEDULE) -> list[Job]:
 def trigger(cron: str) -> CronTrigger:
     """Five fields (minute hour day month weekday) as crontab; six adds seconds in front.
 
-    Weekdays are best written by name (mon-fri): APScheduler counts 0 as Monday.
+    Weekday numbers are crontab's (0 and 7 Sunday), names as written (mon-fri).
     """
     fields = cron.split()
     if len(fields) == 5:
-        return CronTrigger.from_crontab(cron, timezone="UTC")
-    if len(fields) == 6:
-        second, minute, hour, day, month, day_of_week = fields
-        return CronTrigger(
-            second=second, minute=minute, hour=hour, day=day, month=month,
-            day_of_week=day_of_week, timezone="UTC",
-        )  # fmt: skip
-    raise ValueError(f"cron {cron!r} must have 5 or 6 fields")
+        fields.insert(0, "0")
+    if len(fields) != 6:
+        raise ValueError(f"cron {cron!r} must have 5 or 6 fields")
+    second, minute, hour, day, month, day_of_week = fields
+    return CronTrigger(
+        second=second, minute=minute, hour=hour, day=day, month=month,
+        day_of_week=_weekdays(day_of_week), timezone="UTC",
+    )  # fmt: skip
+
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekdays(field: str) -> str:
+    """crontab's weekday field as APScheduler reads it: APScheduler counts 0 as Monday, so
+    numbers (and their ranges and steps) become the names of the days they mean."""
+    days = []
+    for part in field.split(","):
+        base, slash, step = part.partition("/")
+        if part == "*" or not (base == "*" or base.replace("-", "", 1).isdigit()):
+            days.append(part)  # every day, or names: APScheduler reads them as crontab does
+            continue
+        low, _, high = ("0", "", "7") if base == "*" else base.partition("-")
+        first, last = int(low), int(high or (7 if slash else low))
+        if not (0 <= first <= last <= 7) or (slash and not step.isdigit()) or step == "0":
+            raise ValueError(f"weekday {part!r} is not crontab's (0-7, 0 and 7 Sunday)")
+        days += [_DAYS[day] for day in range(first, last + 1, int(step or 1))]
+    return ",".join(dict.fromkeys(days))
 
 
 def iso(when: datetime | None) -> str:

@@ -261,11 +261,54 @@ def test_clock_stop_lets_the_running_call_finish():
     assert finished.is_set()
 
 
-@pytest.mark.parametrize("cron", ["* * *", "61 * * * *", "* * * * * * *"])
+@pytest.mark.parametrize(
+    "cron", ["* * *", "61 * * * *", "* * * * * * *", "0 0 * * 8", "0 0 * * 5-2"]
+)
 def test_bad_cron_is_refused_at_load(tmp_path, cron):
     path = tmp_path / "schedule.toml"
     path.write_text(f'[jobs.coinapi]\ncron = "{cron}"\n')
     with pytest.raises(ValueError):
+        load_schedule(path)
+
+
+@pytest.mark.parametrize(
+    ("weekday", "days"),
+    [
+        ("0", ["Sun"]),
+        ("7", ["Sun"]),
+        ("1-5", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("*/2", ["Tue", "Thu", "Sat", "Sun"]),
+        ("sat,0", ["Sat", "Sun"]),
+        ("mon-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("*", ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]),
+    ],
+)
+def test_weekdays_are_crontabs_zero_is_sunday(weekday, days):
+    """The firings from Monday 7 to Sunday 13 December 2026, in order (APScheduler alone
+    counts 0 as Monday)."""
+    job, fires = trigger(f"0 17 * * {weekday}"), []
+    at, end = datetime(2026, 12, 7, tzinfo=UTC), datetime(2026, 12, 14, tzinfo=UTC)  # Mon-Mon
+    while (at := job.get_next_fire_time(None, at)) < end:
+        fires.append(at.strftime("%a"))
+        at += timedelta(seconds=1)
+    assert fires == days
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('[jobs.binance]\nsymbols = "BTCUSDT"\n', "symbols must be a list"),
+        ("[jobs.binance]\nsymbols = [1, 2]\n", "symbols must be a list"),
+        ('[jobs.cmc]\nenabled = "false"\n', "enabled must be true or false"),
+        ("jobs = 5\n", "jobs must be tables"),
+        ('[jobs]\nbinance = "*/5 * * * *"\n', "must be a table"),
+        ('[jobs.binance]\ncrom = "*/5 * * * *"\n', "unknown key(s) crom"),
+    ],
+)
+def test_a_schedule_of_another_shape_is_refused_saying_what(tmp_path, text, words):
+    path = tmp_path / "schedule.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(words)):
         load_schedule(path)
 
 
