@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 
 from relay.sources.cmc import store as coin_store
-from relay.sources.numbers import exact_number
+from relay.sources.numbers import exact_number, plain_text
 
 REQUIRED = ("name", "symbol", "date", "close")
 NUMBERS = ("open", "high", "low", "close", "volume", "marketcap")
@@ -38,36 +38,51 @@ def csv_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_rows(path: Path) -> Iterator[tuple]:
-    """Yield (name, symbol, day, open, high, low, close, volume, market_cap) per line."""
+def read_rows(path: Path, today: date | None = None) -> Iterator[tuple]:
+    """Yield (name, symbol, day, open, high, low, close, volume, market_cap) per line.
+
+    A day after ``today`` (default: today in UTC) is refused: the dashboard's latest day
+    would be one no snapshot could ever follow.
+    """
+    today = today or datetime.now(UTC).date()
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        header = [h.strip().lower() for h in next(reader, [])]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise HistoryError(f"{path.name}: missing column(s) {', '.join(missing)}")
-        index = {name: header.index(name) for name in header}
-        for line, row in enumerate(reader, start=2):
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            try:
-                cells = {name: row[i].strip() for name, i in index.items()}
-                numbers = {n: _number(cells.get(n, "")) for n in NUMBERS}
-                if numbers["close"] is None:
-                    raise ValueError("close is empty")
-                yield (
-                    cells["name"],
-                    cells["symbol"],
-                    date.fromisoformat(cells["date"][:10]),
-                    numbers["open"],
-                    numbers["high"],
-                    numbers["low"],
-                    numbers["close"],
-                    numbers["volume"],
-                    numbers["marketcap"],
-                )
-            except (IndexError, ValueError) as exc:
-                raise HistoryError(f"{path.name} line {line}: {exc}") from None
+        try:
+            header = [h.strip().lower() for h in next(reader, [])]
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise HistoryError(f"{path.name}: missing column(s) {', '.join(missing)}")
+            index = {name: header.index(name) for name in header}
+            for row in reader:
+                if row and any(cell.strip() for cell in row):
+                    yield _row(row, index, today)
+        except UnicodeDecodeError:  # read ahead in blocks: no line to name
+            raise HistoryError(f"{path.name}: not UTF-8 text") from None
+        except (IndexError, ValueError, csv.Error) as exc:
+            if isinstance(exc, HistoryError):
+                raise
+            raise HistoryError(f"{path.name} line {reader.line_num}: {exc}") from None
+
+
+def _row(row: list[str], index: dict[str, int], today: date) -> tuple:
+    cells = {name: row[i].strip() for name, i in index.items()}
+    numbers = {n: _number(cells.get(n, "")) for n in NUMBERS}
+    if numbers["close"] is None:
+        raise ValueError("close is empty")
+    day = date.fromisoformat(cells["date"][:10])
+    if day > today:
+        raise ValueError(f"date {day} is after today ({today}, UTC)")
+    return (
+        plain_text(cells["name"], "name", 1000),
+        plain_text(cells["symbol"], "symbol", 1000),
+        day,
+        numbers["open"],
+        numbers["high"],
+        numbers["low"],
+        numbers["close"],
+        numbers["volume"],
+        numbers["marketcap"],
+    )
 
 
 def _number(text: str) -> Decimal | None:

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import pytest
 from werkzeug import Response
 
-from relay.history import import_history
+from relay.history import HistoryError, import_history
 from relay.sources.cmc import store as coin_store
 from tests.hostile import bounded_memory
 from tests.upstreams import SAMPLES, FakeCMC, cmc_listing, png
@@ -257,6 +257,36 @@ def test_import_history_command(tmp_path, database_url, conn):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "bad.csv line 2" in done.stderr
+    down = subprocess.run(
+        [sys.executable, "-m", "relay", "import-history", str(folder)], cwd=ROOT,
+        env={**env, "DATABASE_URL": "postgresql://relay:secret-pw@127.0.0.1:1/relay"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert down.returncode == 1 and "the database is unreachable" in down.stderr
+    assert "Traceback" not in down.stderr and "secret-pw" not in down.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"Name,Symbol,Date,Close\nBitcoin,BTC,2999-01-01,9\n", " line 2: date 2999-01-01 is"),
+        (b"Name,Symbol,Date,Close\n,BTC,2022-12-01,1\n", " line 2: name is empty"),
+        (b"Name,Symbol,Date,Close\nBitcoin,,2022-12-01,1\n", " line 2: symbol is empty"),
+        (b"Name,Symbol,Date,Close\nBitcoin,BTC,2022-12-01,1\nBit\xffcoin,BTC,2022-12-02,1\n",
+         ": not UTF-8 text"),
+        (b"Name,Symbol,Date,Close\nBitcoin,BTC,2022-12-01," + b"1" * 200_000 + b"\n",
+         " line 2: field larger than field limit"),
+    ],
+    ids=["future", "no-name", "no-symbol", "not-utf-8", "huge-field"],
+)  # fmt: skip
+def test_a_history_line_that_cannot_be_a_day_is_refused_naming_it(
+    tmp_path, database_url, conn, content, words
+):
+    path = tmp_path / "h.csv"
+    path.write_bytes(content)
+    with pytest.raises(HistoryError, match=re.escape(f"h.csv{words}")):
+        import_history(database_url, path)
+    assert scalar(conn, "SELECT count(*) FROM coin_daily") == 0
 
 
 def test_a_snapshot_adopts_imported_coins(history, app, cmc, conn, in_headers):
