@@ -81,6 +81,9 @@ def cmd_token(args) -> int:
 def cmd_revoke(args) -> int:
     from relay import db
 
+    if not (args.jti or args.sub):
+        print("relay revoke: give a token's jti, or --sub and its subject", file=sys.stderr)
+        return 2
     env = _environment(database=True)
     with db.make_pool(normalize_database_url(env["DATABASE_URL"]), open=True) as pool:
         revocations = auth.Revocations(pool)
@@ -112,6 +115,18 @@ def cmd_revoke(args) -> int:
 
 
 def cmd_prune(args) -> int:
+    import psycopg
+
+    env = _environment(database=True)
+    try:
+        return _prune(env)
+    except (psycopg.OperationalError, DatabaseUnavailable) as exc:
+        print(f"relay prune: the database is unreachable ({exc}); nothing pruned",
+              file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _prune(env) -> int:
     from datetime import UTC, datetime
 
     import psycopg
@@ -122,7 +137,6 @@ def cmd_prune(args) -> int:
     from relay.sources.coinapi.store import TABLE as TRADES
     from relay.sources.registry import MARKETS
 
-    env = _environment(database=True)
     tables = [
         (source.market.candles, "candles", retain_candles_from_env(env), "RELAY_RETAIN_CANDLES_1M")
         for source in MARKETS.values()
@@ -145,6 +159,8 @@ def cmd_prune(args) -> int:
 
 
 def cmd_import_history(args) -> int:
+    import psycopg
+
     from relay.history import HistoryError, import_history
 
     env = _environment(database=True)
@@ -153,6 +169,10 @@ def cmd_import_history(args) -> int:
     except HistoryError as exc:
         print(f"relay import-history: {exc}", file=sys.stderr)
         return 2
+    except psycopg.OperationalError as exc:  # its text names the host, never the password
+        print(f"relay import-history: the database is unreachable ({exc}); nothing stored",
+              file=sys.stderr)  # fmt: skip
+        return 1
     print(f"read {read} daily rows, stored {new} new")
     return 0
 

@@ -43,12 +43,18 @@ class Principal:
     jti: str
 
 
+MAX_TTL_S = 3650 * 86400  # ten years: longer is a mistake, and no date can hold it for long
+
+
 def parse_ttl(text: str) -> int:
-    """Turn ``30d``, ``12h``, ``15m``, ``90s`` or ``3600`` into seconds."""
+    """Turn ``30d``, ``12h``, ``15m``, ``90s`` or ``3600`` into seconds (at most 3650d)."""
     match = _TTL.match(text.strip())
     if not match or int(match.group(1)) <= 0:
         raise ValueError(f"invalid TTL {text!r}: use a positive number with s, m, h or d")
-    return int(match.group(1)) * _TTL_UNITS[match.group(2)]
+    seconds = int(match.group(1)) * _TTL_UNITS[match.group(2)]
+    if seconds > MAX_TTL_S:
+        raise ValueError(f"invalid TTL {text!r}: at most 3650d")
+    return seconds
 
 
 @dataclasses.dataclass(frozen=True)

@@ -182,6 +182,11 @@ def test_token_command_refuses_a_short_secret():
     assert "short" not in done.stdout
 
 
+def test_revoke_with_an_empty_jti_says_what_it_needs(database_url):
+    done = _cli("revoke", "", env_extra={"DATABASE_URL": database_url, "RELAY_JWT_SECRET": SECRET})
+    assert done.returncode == 2 and "give a token's jti, or --sub" in done.stderr
+
+
 def test_revoked_token_is_refused_from_then_on_across_processes(app, database_url):
     token = auth.mint_token(SECRET, "leaked", ["relay:out"], 600)
     headers = {"Authorization": f"Bearer {token}"}
@@ -405,11 +410,12 @@ def test_serve_prints_a_token_for_each_scope_and_records_them(database_url, conn
 def test_mint_rejects_unknown_scopes_and_bad_ttls():
     with pytest.raises(ValueError):
         auth.mint_token(SECRET, "x", ["admin"], 60)
-    for bad in ("", "0d", "-5", "3w", "1.5h"):
+    for bad in ("", "0d", "-5", "3w", "1.5h", "3651d", "99999999999999d"):
         with pytest.raises(ValueError):
             auth.parse_ttl(bad)
     assert auth.parse_ttl("90") == 90
     assert auth.parse_ttl("15m") == 900
+    assert auth.parse_ttl("3650d") == 3650 * 86400
 
 
 def test_a_remembered_token_still_expires_and_is_not_yet_valid_before_its_time():

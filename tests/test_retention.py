@@ -203,6 +203,9 @@ def test_the_prune_command(database_url, conn):
     assert partition_names(conn) == {"binance_candle_p_before"}
     bad = prune(RELAY_RETAIN_CANDLES_1M="5m")
     assert bad.returncode == 2 and "RELAY_RETAIN_CANDLES_1M" in bad.stderr
+    down = prune(DATABASE_URL="postgresql://relay:secret-pw@127.0.0.1:1/relay")
+    assert down.returncode == 1 and "the database is unreachable" in down.stderr
+    assert "Traceback" not in down.stderr and "secret-pw" not in down.stderr
 
 
 def test_trade_retention_drops_old_months_and_records_say_what_is_gone(
