@@ -33,7 +33,12 @@ from relay.middleware import (
 from relay.observe import Metrics, MetricsResource, ObserveMiddleware, configure_logging
 from relay.reads import Reads, make_replica_pool
 from relay.resources import docs, web
-from relay.resources.coins import DashboardResource, LogoResource, SearchResource
+from relay.resources.coins import (
+    CoinLogoResource,
+    DashboardResource,
+    LogoResource,
+    SearchResource,
+)
 from relay.resources.docs import DocsResource
 from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
 from relay.resources.health import HealthResource, OpenAPIResource
@@ -175,6 +180,7 @@ def create_app(
     app.add_route(f"{API}/relay-out/candles", CandlesResource(market_answers))
     app.add_route(f"{API}/relay-out/dashboard", DashboardResource(coins))
     app.add_route(f"{API}/relay-out/search", SearchResource(coins))
+    app.add_route(f"{API}/relay-out/coins/{{coin_id}}/logo", CoinLogoResource(coins))
     app.add_route(f"{API}/relay-out/assets/{{symbol}}/logo", LogoResource(coins))
     app.add_route(f"{API}/relay-out/rates", RatesResource(fx))
     app.add_route(f"{API}/relay-out/rates/series", SeriesResource(fx))

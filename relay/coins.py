@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date
-from urllib.parse import quote
 
 from relay import caching
 from relay.changes import AnswerCache
@@ -14,7 +13,7 @@ from relay.reads import Reads
 from relay.sources.cmc import store as coin_store
 
 SEARCH_LIMIT = 20
-LOGO_ROUTE = "/relay-api/v1/relay-out/assets/{symbol}/logo"
+LOGO_ROUTE = "/relay-api/v1/relay-out/coins/{coin_id}/logo"
 # The symbols the logo route (and a dashboard's id list) take.
 SYMBOL = re.compile(r"^[A-Za-z0-9$._-]{1,50}$")
 
@@ -24,15 +23,13 @@ def servable(symbol: str) -> bool:
     return bool(SYMBOL.match(symbol)) and symbol not in (".", "..")
 
 
-def logo_url(symbol: str, has_logo: bool) -> str | None:
-    """The logo's path, its segment percent-encoded; None when there is none to ask for.
+def logo_url(coin_id: int, has_logo: bool) -> str | None:
+    """The path of a coin's own logo; None when it has none.
 
-    Symbols come from upstream: one such as ``../../relay-in?x=`` must never
-    become a path that leads anywhere but the logo route.
+    By relay's id, not by symbol: symbols come from upstream, are shared by several coins
+    (the symbol route gives the best-ranked one's logo), and may be anything at all.
     """
-    if not has_logo or not servable(symbol):
-        return None
-    return LOGO_ROUTE.format(symbol=quote(symbol, safe=""))
+    return LOGO_ROUTE.format(coin_id=int(coin_id)) if has_logo else None
 
 
 class Coins:
@@ -86,20 +83,30 @@ class Coins:
         if not rows:
             return None
         for row in rows:
-            row["logo"] = logo_url(row["symbol"], row.pop("has_logo"))
+            row["logo"] = logo_url(row["id"], row.pop("has_logo"))
         return {"date": day, "total": total, "rows": rows}
 
     def _search(self, text: str) -> list[dict]:
         with self._reads.connection(self.CONCERN) as conn:
             hits = coin_store.search(conn, text, SEARCH_LIMIT)
         for hit in hits:
-            hit["logo"] = logo_url(hit["symbol"], hit.pop("has_logo"))
+            hit["logo"] = logo_url(hit["id"], hit.pop("has_logo"))
         return hits
 
     def logo(self, symbol: str) -> tuple[str, bytes, bytes]:
+        """The logo of the best-ranked coin with ``symbol``."""
         with self._reads.connection(self.CONCERN) as conn:
             found = coin_store.logo_by_symbol(conn, symbol)
         if found is None:
             raise NotFound(f"Not Found: no logo for {symbol}")
+        content_type, data, sha256 = found
+        return content_type, bytes(data), bytes(sha256)
+
+    def coin_logo(self, coin_id: int) -> tuple[str, bytes, bytes]:
+        """The logo of the coin relay knows by ``coin_id`` (a dashboard row's id)."""
+        with self._reads.connection(self.CONCERN) as conn:
+            found = coin_store.logo_by_coin(conn, coin_id)
+        if found is None:
+            raise NotFound(f"Not Found: no logo for coin {coin_id}")
         content_type, data, sha256 = found
         return content_type, bytes(data), bytes(sha256)

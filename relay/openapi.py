@@ -11,7 +11,7 @@ from typing import Any
 
 from relay.coins import SYMBOL as COIN_SYMBOL
 from relay.markets import INTERVALS
-from relay.resources.coins import DashboardResource, SearchResource
+from relay.resources.coins import MAX_COIN_ID, DashboardResource, SearchResource
 from relay.resources.fx import ConvertResource, RatesResource, SeriesResource
 from relay.resources.markets import (
     CandlesResource,
@@ -401,6 +401,14 @@ SYMBOLS_BODY = {
         }
     },
 }
+LOGO_ANSWERS = {
+    200: {
+        "description": "The image",
+        **CACHED,
+        "content": {"image/*": {"schema": {"type": "string", "contentMediaType": "image/*"}}},
+    },
+    304: NOT_MODIFIED,
+}
 
 
 def _paths() -> dict:
@@ -521,9 +529,25 @@ def _paths() -> dict:
                 {200: json_response("Results", "Search"), 204: NO_CONTENT},
             )
         },
+        f"{API}/relay-out/coins/{{coin_id}}/logo": {
+            "get": operation(
+                "A coin's logo image, by the id dashboard and search rows give",
+                "relay:out",
+                [
+                    param(
+                        "coin_id",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_COIN_ID},
+                        required=True,
+                        where="path",
+                    )
+                ],
+                LOGO_ANSWERS,
+                (404,),
+            )
+        },
         f"{API}/relay-out/assets/{{symbol}}/logo": {
             "get": operation(
-                "A coin's logo image",
+                "The logo of the best-ranked coin with a symbol",
                 "relay:out",
                 [
                     param(
@@ -533,16 +557,7 @@ def _paths() -> dict:
                         where="path",
                     )
                 ],
-                {
-                    200: {
-                        "description": "The image",
-                        **CACHED,
-                        "content": {
-                            "image/*": {"schema": {"type": "string", "contentMediaType": "image/*"}}
-                        },
-                    },
-                    304: NOT_MODIFIED,
-                },
+                LOGO_ANSWERS,
                 (404,),
             )
         },

@@ -86,7 +86,7 @@ SAME_HEADERS = ("Content-Type", "Cache-Control", "ETag", "Vary", "Allow", "WWW-A
 def test_head_answers_every_get_route_as_get_does_without_the_body(app):
     info = falcon.inspect.inspect_app(app.app)
     paths = [
-        route.path.replace("{symbol}", "BTC")
+        route.path.replace("{symbol}", "BTC").replace("{coin_id}", "1")
         for route in info.routes
         if any(m.method == "GET" for m in route.methods) and route.path not in UNSAFE_GETS
     ]

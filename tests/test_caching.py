@@ -22,6 +22,7 @@ QUERIES = {
     f"{API}/relay-out/candles": {"symbol": "BTCUSDT"},
     f"{API}/relay-out/dashboard": {},
     f"{API}/relay-out/search": {"name": "B"},
+    f"{API}/relay-out/coins/{{coin_id}}/logo": {},
     f"{API}/relay-out/assets/{{symbol}}/logo": {},
     f"{API}/relay-out/rates": {"date": "2018-06-01"},
     f"{API}/relay-out/rates/series": {"start": "2018-06-01", "end": "2018-06-01"},
@@ -33,6 +34,7 @@ GATED = [
     if "get" in operations and operations["get"]["security"]
 ]
 CACHEABLE = {  # answered with a Cache-Control that lets a browser keep them
+    f"{API}/relay-out/coins/{{coin_id}}/logo",
     f"{API}/relay-out/assets/{{symbol}}/logo",
     f"{API}/relay-out/rates",
     f"{API}/relay-out/rates/series",
@@ -48,7 +50,7 @@ def test_every_token_gated_get_route_is_listed():
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_answers_that_need_a_token_are_private_and_vary_by_it(app, conn, path, method):
     a_little_of_everything(conn)
-    url = path.replace("{symbol}", "B")
+    url = path.replace("{symbol}", "B").replace("{coin_id}", "1")  # coin B is coin 1
     headers = bearer("relay:in", "relay:out", "relay:metrics")
     first = app.request(url + "?" + "&".join(f"{k}={v}" for k, v in QUERIES[path].items()),
                         method=method, headers=headers, expect_errors=True)  # fmt: skip

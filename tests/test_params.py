@@ -99,7 +99,7 @@ def valid_query(operation: dict) -> dict:
     ("path", "method", "operation"), OPERATIONS, ids=[f"{m} {p}" for p, m, _ in OPERATIONS]
 )
 def test_an_unknown_query_parameter_is_400_naming_it(app, path, method, operation):
-    url = path.replace("{symbol}", "BTC")
+    url = path.replace("{symbol}", "BTC").replace("{coin_id}", "1")
     headers = bearer("relay:in", "relay:out", "relay:metrics")
     query = valid_query(operation)
     resp = app.request(

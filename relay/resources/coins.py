@@ -80,8 +80,31 @@ class SearchResource:
         caching.send_body(resp, body)
 
 
+MAX_COIN_ID = 2**31 - 1  # relay's coin ids are PostgreSQL integers
+
+
+def send_logo(req, resp, found: tuple[str, bytes, bytes]) -> None:
+    content_type, data, _ = found
+    caching.send(req, resp, data, content_type=content_type, cache_control="private, max-age=86400")
+
+
+class CoinLogoResource:
+    """GET /relay-out/coins/{coin_id}/logo: a coin's own logo (the path answers give)."""
+
+    auth_scope = "relay:out"
+    query = ()
+
+    def __init__(self, coins: Coins):
+        self._coins = coins
+
+    def on_get(self, req, resp, coin_id):
+        if not (coin_id.isascii() and coin_id.isdigit() and 1 <= int(coin_id) <= MAX_COIN_ID):
+            raise BadRequest("Bad Request: coin id must be a whole number from 1")
+        send_logo(req, resp, self._coins.coin_logo(int(coin_id)))
+
+
 class LogoResource:
-    """GET /relay-out/assets/{symbol}/logo: the image, cacheable for a day by the caller."""
+    """GET /relay-out/assets/{symbol}/logo: the best-ranked coin with that symbol's logo."""
 
     auth_scope = "relay:out"
     query = ()
@@ -92,7 +115,4 @@ class LogoResource:
     def on_get(self, req, resp, symbol):
         if not servable(symbol):
             raise BadRequest("Bad Request: symbol is not a valid symbol")
-        content_type, data, _ = self._coins.logo(symbol)
-        caching.send(
-            req, resp, data, content_type=content_type, cache_control="private, max-age=86400"
-        )
+        send_logo(req, resp, self._coins.logo(symbol))

@@ -122,6 +122,12 @@ INSERT_LOGO_SOURCE = """
 """
 SET_LOGO = "UPDATE coin SET logo_id = %(logo_id)s WHERE cmc_id = %(cmc_id)s"
 # "A symbol" means the best-ranked coin with that symbol.
+LOGO_BY_COIN = """
+    SELECT l.content_type, l.data, l.sha256
+    FROM coin AS c JOIN logo AS l ON l.id = c.logo_id
+    WHERE c.id = %(coin_id)s
+"""
+
 LOGO_BY_SYMBOL = """
     SELECT l.content_type, l.data, l.sha256
     FROM coin AS c JOIN logo AS l ON l.id = c.logo_id
@@ -308,6 +314,10 @@ def announce_logos(conn: psycopg.Connection) -> None:
 
 def logo_by_symbol(conn: psycopg.Connection, symbol: str) -> tuple[str, bytes, bytes] | None:
     return conn.execute(LOGO_BY_SYMBOL, {"symbol": symbol}).fetchone()
+
+
+def logo_by_coin(conn: psycopg.Connection, coin_id: int) -> tuple[str, bytes, bytes] | None:
+    return conn.execute(LOGO_BY_COIN, {"coin_id": coin_id}).fetchone()
 
 
 def store_history(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
