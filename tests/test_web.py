@@ -418,7 +418,7 @@ def test_decimal_formatting_keeps_every_digit(open_page, site):
                 short: ["0.000008556319952508", "89753.09330874", "2.091039957637", "0.5",
                         "1802345678901.25", "0.9999682249844", "7"].map(m.shortPrice),
                 compact: ["1802345678901.25", "999.5", "1000", "23999999999", "-1234567", "0.5",
-                          "0.01234"].map(m.compact),
+                          "0.01234", "999999", "999994999", "999999999999999"].map(m.compact),
                 decimal: ["1000.5", "0.01234", "-4.2054", "1802345678901.25", "-0.000", "12"]
                     .map((t) => m.formatDecimal(t)),
                 quoted: [m.formatPrice("91234.5", { unit: "USDT" }), m.formatPercent("-4.2054")],
@@ -444,6 +444,7 @@ def test_decimal_formatting_keeps_every_digit(open_page, site):
     assert results["percent"] == ["+5.2632 %", "-9.0909 %", "0 %", "+0.004 %"]
     assert results["compact"] == [
         "1.80 T", "999.5", "1.00 K", "24.00 B", "-1.23 M", "0.5", "0.01234",
+        "1.00 M", "999.99 M", "1000.00 T",  # rounding up moves up a unit, past T there is none
     ]  # fmt: skip
     assert results["decimal"] == [
         "1,000.5", "0.01234", "-4.2054", "1,802,345,678,901.25", "0.000", "12",

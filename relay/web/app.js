@@ -191,10 +191,16 @@ export function compact(text) {
   if (text === null || text === undefined) return "–";
   const whole = String(text).replace(/^-/, "").split(".")[0].replace(/^0+(?=\d)/, "");
   const units = ["", " K", " M", " B", " T"];
-  const group = Math.min(Math.floor((whole.length - 1) / 3), units.length - 1);
+  let group = Math.min(Math.floor((whole.length - 1) / 3), units.length - 1);
   if (group === 0) return formatDecimal(text);
-  const digits = whole.length - group * 3;
-  const shown = roundDecimal(`${whole.slice(0, digits)}.${whole.slice(digits)}`, 2);
+  const scaled = (g) => {
+    const digits = whole.length - g * 3;
+    return roundDecimal(`${whole.slice(0, digits) || "0"}.${whole.slice(digits)}`, 2);
+  };
+  let shown = scaled(group);
+  if (shown.split(".")[0].length > 3 && group < units.length - 1) {
+    shown = scaled(++group); // 999999 rounds to 1000.00 K: it is 1.00 M
+  }
   return `${String(text).startsWith("-") ? "-" : ""}${shown}${units[group]}`;
 }
 
