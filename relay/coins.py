@@ -49,15 +49,20 @@ class Coins:
         descending: bool,
         limit: int,
         offset: int,
+        coins: Sequence[int] | None = None,
     ) -> bytes | None:
-        """The 200 body of a dashboard page; None when there is nothing to show (204)."""
+        """The 200 body of a dashboard page; None when there is nothing to show (204).
+
+        ``symbols`` (the best-ranked coin of each) or ``coins`` (relay's ids) narrow it.
+        """
         # The store matches symbols without case and in no order.
         wanted = tuple(sorted({s.upper() for s in symbols})) if symbols else None
+        chosen = tuple(sorted(set(coins))) if coins else None
         return self._cache.get(
             self.CONCERN,
-            ("dashboard", day, wanted, order_by, descending, limit, offset),
+            ("dashboard", day, wanted, chosen, order_by, descending, limit, offset),
             lambda: caching.ok_body(
-                self._dashboard(day, symbols, order_by, descending, limit, offset)
+                self._dashboard(day, symbols, order_by, descending, limit, offset, chosen)
             ),
         )
 
@@ -71,14 +76,14 @@ class Coins:
 
         return self._cache.get(self.CONCERN, ("search", text), compute)
 
-    def _dashboard(self, day, symbols, order_by, descending, limit, offset) -> dict | None:
+    def _dashboard(self, day, symbols, order_by, descending, limit, offset, coins) -> dict | None:
         """The ranked table for ``day`` (default: the latest we hold); None when empty.
 
         Arguments as dashboard_page's.
         """
         with self._reads.connection(self.CONCERN) as conn:
             day, total, rows = coin_store.dashboard(
-                conn, day, symbols, order_by, descending, limit, offset
+                conn, day, symbols, order_by, descending, limit, offset, coins=coins
             )
         if not rows:
             return None

@@ -388,6 +388,14 @@ def test_a_symbol_means_the_best_ranked_coin(history, app, cmc, in_headers, out_
     app.post(IN, headers=in_headers, status=201)
     rows = dashboard(app, out_headers, id="BTC", date=str(LAST)).json["data"]["rows"]
     assert [r["name"] for r in rows] == ["Bitcoin"]
+    bitcoin = rows[0]["id"]
+    # By coin id (what a search hit gives): the other one, or both
+    (hit,) = search(app, out_headers, "clone").json["data"]["results"]
+    rows = dashboard(app, out_headers, coin=str(hit["id"])).json["data"]["rows"]
+    assert [(r["id"], r["name"]) for r in rows] == [(hit["id"], "Bitcoin Clone")]
+    rows = dashboard(app, out_headers, coin=f"{hit['id']}, {bitcoin}").json["data"]["rows"]
+    assert sorted(r["name"] for r in rows) == ["Bitcoin", "Bitcoin Clone"]
+    dashboard(app, out_headers, coin="999999", status=204)
 
 
 @pytest.mark.parametrize(
@@ -399,6 +407,11 @@ def test_a_symbol_means_the_best_ranked_coin(history, app, cmc, in_headers, out_
         ({"limit": "0"}, "limit"),
         ({"offset": "-1"}, "offset"),
         ({"id": "BTC;DROP TABLE coin"}, "id"),
+        ({"coin": "0"}, "coin"),
+        ({"coin": "BTC"}, "coin"),
+        ({"coin": "9223372036854775808"}, "coin"),
+        ({"coin": ",".join(["1"] * 21)}, "coin"),
+        ({"coin": "1", "id": "BTC"}, "id or coin"),
     ],
 )
 def test_dashboard_bad_parameters(history, app, out_headers, query, named):
@@ -490,7 +503,8 @@ def test_each_coins_logo_path_leads_to_its_own_logo_whatever_its_symbol(app, con
     assert app.get(f"{OUT}/assets/A%24B/logo", headers=out_headers).body == images[4]
     app.get(f"{OUT}/coins/0/logo", headers=out_headers, status=400)
     app.get(f"{OUT}/coins/abc/logo", headers=out_headers, status=400)
-    app.get(f"{OUT}/coins/2147483648/logo", headers=out_headers, status=400)
+    app.get(f"{OUT}/coins/9223372036854775808/logo", headers=out_headers, status=400)
+    app.get(f"{OUT}/coins/{'9' * 5000}/logo", headers=out_headers, status=400)
     app.get(f"{OUT}/coins/999/logo", headers=out_headers, status=404)
 
 
@@ -512,7 +526,7 @@ def test_dashboard_for_5000_coins_is_served_by_indexes(conn):
     conn.execute("ANALYZE coin")
 
     query = coin_store.query(coin_store.DASHBOARD, "24h", descending=True)
-    args = {"day": date(2022, 12, 24), "symbols": None, "limit": 100, "offset": 0}
+    args = {"day": date(2022, 12, 24), "symbols": None, "coins": None, "limit": 100, "offset": 0}
     plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + query, args))
     assert "Seq Scan on coin_daily" not in plan, plan
     assert "coin_daily_day_idx" in plan or "coin_daily_pkey" in plan, plan

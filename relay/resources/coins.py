@@ -18,6 +18,19 @@ _IDS = re.compile(
 )
 
 
+MAX_COINS = 20
+_COINS = re.compile(rf"^[1-9][0-9]{{0,18}}( *, *[1-9][0-9]{{0,18}}){{0,{MAX_COINS - 1}}}$")
+
+
+def _coins(raw: str, used: str) -> list[int]:
+    if not _COINS.match(raw) or any(int(c) > MAX_COIN_ID for c in raw.split(",")):
+        raise BadRequest(
+            f"Bad Request: {used} parameter must be a comma-separated list of up to "
+            f"{MAX_COINS} coin ids (a dashboard or search row's id)"
+        )
+    return sorted({int(c) for c in raw.split(",")})
+
+
 def _ids(raw: str, used: str) -> list[str] | None:
     if raw.lower() == "all":
         return None
@@ -41,6 +54,13 @@ class DashboardResource:
             description="all, or comma-separated symbols",
             example="all",
         ),
+        params.Param(
+            "coin",
+            {"type": "string", "pattern": _COINS.pattern},
+            _coins,
+            description="instead of id: comma-separated coin ids (a row's id), one coin each",
+            example="1",
+        ),
         params.date_param("date", description="default: the latest day held"),
         params.choice_param("order_by", DASHBOARD_ORDER, default="market_cap"),
         params.choice_param("order_type", ("asc", "desc"), default="desc"),
@@ -53,10 +73,14 @@ class DashboardResource:
 
     def on_get(self, req, resp):
         query = req.context.query
-        symbols, day, order_by = query["id"], query["date"], query["order_by"]
+        symbols, coins, day, order_by = query["id"], query["coin"], query["date"], query["order_by"]
+        if symbols and coins:
+            raise BadRequest("Bad Request: give id or coin parameter, not both")
         limit, offset = query["limit"], query["offset"]
         descending = query["order_type"] == "desc"
-        body = self._coins.dashboard_page(day, symbols, order_by, descending, limit, offset)
+        body = self._coins.dashboard_page(
+            day, symbols, order_by, descending, limit, offset, coins=coins
+        )
         if body is None:
             resp.status = falcon.HTTP_204
             return
@@ -80,7 +104,7 @@ class SearchResource:
         caching.send_body(resp, body)
 
 
-MAX_COIN_ID = 2**31 - 1  # relay's coin ids are PostgreSQL integers
+MAX_COIN_ID = 2**63 - 1  # relay's coin ids are PostgreSQL bigints
 
 
 def send_logo(req, resp, found: tuple[str, bytes, bytes]) -> None:
@@ -98,7 +122,10 @@ class CoinLogoResource:
         self._coins = coins
 
     def on_get(self, req, resp, coin_id):
-        if not (coin_id.isascii() and coin_id.isdigit() and 1 <= int(coin_id) <= MAX_COIN_ID):
+        if not (
+            coin_id.isascii() and coin_id.isdigit() and len(coin_id) <= 19
+            and 1 <= int(coin_id) <= MAX_COIN_ID
+        ):  # fmt: skip
             raise BadRequest("Bad Request: coin id must be a whole number from 1")
         send_logo(req, resp, self._coins.coin_logo(int(coin_id)))
 

@@ -354,7 +354,7 @@ async function loadDashboard() {
   panel.setAttribute("aria-busy", "true");
   try {
     const data = await api("dashboard", {
-      id: board.only || "all",
+      ...(board.only ? { coin: board.only.id } : { id: "all" }),
       order_by: board.orderBy,
       order_type: board.orderType,
       limit: PAGE_SIZE,
@@ -369,10 +369,10 @@ async function loadDashboard() {
       $("#page-info").textContent = "";
       $("#page-prev").disabled = $("#page-next").disabled = true;
       if (board.date) {
-        showEmpty(panel, `No coins held on ${board.date}${board.only ? ` for ${board.only}` : ""}. ` +
+        showEmpty(panel, `No coins held on ${board.date}${board.only ? ` for ${board.only.symbol}` : ""}. ` +
           "Pick another day, or clear the date for the latest.");
       } else if (board.only) {
-        showEmpty(panel, `No coin ${board.only} is held.`);
+        showEmpty(panel, `No coin ${board.only.name} is held.`);
       } else {
         showEmpty(panel, `No coins held yet: ${FILL.cmc}.`);
         coinsHeld(false);
@@ -459,12 +459,13 @@ function setupDashboard() {
   markSort();
 }
 
-function showOnly(symbol) {
-  board.only = symbol;
+// One coin (a search hit: by its id, as coins may share a symbol), or null for all.
+function showOnly(coin) {
+  board.only = coin;
   board.offset = 0;
   const filter = $("#dashboard-filter");
-  filter.hidden = !symbol;
-  $("strong", filter).textContent = symbol || "";
+  filter.hidden = !coin;
+  $("strong", filter).textContent = coin ? `${coin.name} (${coin.symbol})` : "";
   loadDashboard();
 }
 
@@ -499,7 +500,7 @@ async function runSearch(text) {
           logoImage(hit.logo, hit.symbol), el("span", { class: "name", text: hit.name }),
           el("span", { class: "sym", text: hit.symbol }));
         button.addEventListener("click", () => {
-          showOnly(hit.symbol);
+          showOnly(hit);
           $("#dashboard").scrollIntoView({ block: "start" }); // above the search on a phone
         });
         return el("li", {}, button);

@@ -199,6 +199,7 @@ DASHBOARD = """
           SELECT DISTINCT ON (upper(symbol)) id FROM coin
           WHERE upper(symbol) = ANY (%(symbols)s::text[])
           ORDER BY upper(symbol), rank NULLS LAST, id))
+      AND (%(coins)s::bigint[] IS NULL OR c.id = ANY (%(coins)s::bigint[]))
     ORDER BY {order} {direction} NULLS LAST, c.rank ASC NULLS LAST, c.id
     LIMIT %(limit)s OFFSET %(offset)s
 """
@@ -353,11 +354,14 @@ def dashboard(
     descending: bool,
     limit: int,
     offset: int,
+    coins: Sequence[int] | None = None,
 ) -> tuple[date | None, int, list[dict]]:
-    """Return the day (default: the latest held), its total and one page of its table."""
+    """Return the day (default: the latest held), its total and one page of its table;
+    only the best-ranked coin of each of ``symbols``, or the ``coins`` (ids), when given."""
     args = {"day": day, "limit": limit, "offset": offset}
-    if symbols:
-        chosen = {**args, "symbols": [s.upper() for s in symbols]}
+    if symbols or coins:
+        upper = [s.upper() for s in symbols] if symbols else None
+        chosen = {**args, "symbols": upper, "coins": list(coins) if coins else None}
         rows = conn.execute(query(DASHBOARD, order_by, descending), chosen).fetchall()
         return (rows[0][-2], rows[0][-1], _dashboard_rows(rows)) if rows else (day, 0, [])
     rows = conn.execute(query(DASHBOARD_WITH_VALUE, order_by, descending), args).fetchall()
