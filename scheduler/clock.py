@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import tomllib
 from collections.abc import Callable
@@ -88,6 +89,9 @@ def trigger(cron: str) -> CronTrigger:
     if len(fields) != 6:
         raise ValueError(f"cron {cron!r} must have 5 or 6 fields")
     second, minute, hour, day, month, day_of_week = fields
+    if day != "*" and day_of_week != "*":
+        # crontab fires when either matches, APScheduler only when both do: ask for one.
+        raise ValueError(f"cron {cron!r}: give a day of the month or a weekday, not both")
     return CronTrigger(
         second=second, minute=minute, hour=hour, day=day, month=month,
         day_of_week=_weekdays(day_of_week), timezone="UTC",
@@ -95,21 +99,27 @@ def trigger(cron: str) -> CronTrigger:
 
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NUMBER = {name: str(number) for number, name in enumerate(_DAYS[:7])}
+# One part of crontab's weekday list: * or a day, then -day, then /step.
+_WEEKDAY_PART = re.compile(r"^(\*|[0-7])(?:-([0-7]))?(?:/([1-9][0-9]?))?$")
 
 
 def _weekdays(field: str) -> str:
-    """crontab's weekday field as APScheduler reads it: APScheduler counts 0 as Monday, so
-    numbers (and their ranges and steps) become the names of the days they mean."""
+    """crontab's weekday field as APScheduler reads it: APScheduler counts 0 as Monday (and
+    refuses sun-sat), so every part, numbers or names, becomes the names of its days."""
     days = []
     for part in field.split(","):
-        base, slash, step = part.partition("/")
-        if part == "*" or not (base == "*" or base.replace("-", "", 1).isdigit()):
-            days.append(part)  # every day, or names: APScheduler reads them as crontab does
-            continue
-        low, _, high = ("0", "", "7") if base == "*" else base.partition("-")
-        first, last = int(low), int(high or (7 if slash else low))
-        if not (0 <= first <= last <= 7) or (slash and not step.isdigit()) or step == "0":
-            raise ValueError(f"weekday {part!r} is not crontab's (0-7, 0 and 7 Sunday)")
+        numbered = re.sub(
+            r"[a-z]{3}", lambda m: _DAY_NUMBER.get(m.group(), m.group()), part.lower()
+        )
+        match = _WEEKDAY_PART.match(numbered)
+        start, end, step = match.groups() if match else (None, None, None)
+        if part == "*":
+            return "*"
+        if match is None or (start == "*" and end) or (end and int(end) < int(start)):
+            raise ValueError(f"weekday {part!r} is not crontab's (0-7 or sun-sat, a-b, /n)")
+        first = 0 if start == "*" else int(start)
+        last = int(end) if end else (7 if start == "*" or step else first)
         days += [_DAYS[day] for day in range(first, last + 1, int(step or 1))]
     return ",".join(dict.fromkeys(days))
 

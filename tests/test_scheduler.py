@@ -262,8 +262,10 @@ def test_clock_stop_lets_the_running_call_finish():
 
 
 @pytest.mark.parametrize(
-    "cron", ["* * *", "61 * * * *", "* * * * * * *", "0 0 * * 8", "0 0 * * 5-2"]
-)
+    "cron",
+    ["* * *", "61 * * * *", "* * * * * * *", "0 0 * * 8", "0 0 * * 5-2", "0 0 * * mon#1",
+     "0 0 * * 5-", "0 0 * * L", "0 0 1,15 * 5", "0 0 1 * mon"],
+)  # fmt: skip
 def test_bad_cron_is_refused_at_load(tmp_path, cron):
     path = tmp_path / "schedule.toml"
     path.write_text(f'[jobs.coinapi]\ncron = "{cron}"\n')
@@ -280,6 +282,11 @@ def test_bad_cron_is_refused_at_load(tmp_path, cron):
         ("*/2", ["Tue", "Thu", "Sat", "Sun"]),
         ("sat,0", ["Sat", "Sun"]),
         ("mon-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("mon-fri/2", ["Mon", "Wed", "Fri"]),
+        ("sun-sat", ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]),
+        ("MON-3", ["Mon", "Tue", "Wed"]),
+        ("5-7", ["Fri", "Sat", "Sun"]),
+        ("5/2", ["Fri", "Sun"]),
         ("*", ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]),
     ],
 )
