@@ -8,6 +8,7 @@ may carry a time (``2013-04-29 23:59:59``); the day is what counts.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,6 +22,9 @@ from relay.sources.numbers import exact_number, plain_text
 REQUIRED = ("name", "symbol", "date", "close")
 NUMBERS = ("open", "high", "low", "close", "volume", "marketcap")
 BATCH = 50_000
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a stray byte
 
 
 class HistoryError(ValueError):
@@ -45,7 +49,8 @@ def read_rows(path: Path, today: date | None = None) -> Iterator[tuple]:
     would be one no snapshot could ever follow.
     """
     today = today or datetime.now(UTC).date()
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    # Bytes that are not UTF-8 are kept as lone surrogates, so the line holding them is named.
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         try:
             header = [h.strip().lower() for h in next(reader, [])]
@@ -54,10 +59,10 @@ def read_rows(path: Path, today: date | None = None) -> Iterator[tuple]:
                 raise HistoryError(f"{path.name}: missing column(s) {', '.join(missing)}")
             index = {name: header.index(name) for name in header}
             for row in reader:
+                if _NOT_UTF8.search(",".join(row)):
+                    raise ValueError("not UTF-8 text")
                 if row and any(cell.strip() for cell in row):
                     yield _row(row, index, today)
-        except UnicodeDecodeError:  # read ahead in blocks: no line to name
-            raise HistoryError(f"{path.name}: not UTF-8 text") from None
         except (IndexError, ValueError, csv.Error) as exc:
             if isinstance(exc, HistoryError):
                 raise

@@ -272,7 +272,7 @@ def test_import_history_command(tmp_path, database_url, conn):
         (b"Name,Symbol,Date,Close\n,BTC,2022-12-01,1\n", " line 2: name is empty"),
         (b"Name,Symbol,Date,Close\nBitcoin,,2022-12-01,1\n", " line 2: symbol is empty"),
         (b"Name,Symbol,Date,Close\nBitcoin,BTC,2022-12-01,1\nBit\xffcoin,BTC,2022-12-02,1\n",
-         ": not UTF-8 text"),
+         " line 3: not UTF-8 text"),
         (b"Name,Symbol,Date,Close\nBitcoin,BTC,2022-12-01," + b"1" * 200_000 + b"\n",
          " line 2: field larger than field limit"),
     ],
@@ -411,7 +411,7 @@ def test_a_symbol_means_the_best_ranked_coin(history, app, cmc, in_headers, out_
         ({"coin": "BTC"}, "coin"),
         ({"coin": "9223372036854775808"}, "coin"),
         ({"coin": ",".join(["1"] * 21)}, "coin"),
-        ({"coin": "1", "id": "BTC"}, "id or coin"),
+        ({"coin": "1", "id": "BTC"}, "not both"),
     ],
 )
 def test_dashboard_bad_parameters(history, app, out_headers, query, named):

@@ -75,7 +75,7 @@ class DashboardResource:
         query = req.context.query
         symbols, coins, day, order_by = query["id"], query["coin"], query["date"], query["order_by"]
         if symbols and coins:
-            raise BadRequest("Bad Request: give id or coin parameter, not both")
+            raise BadRequest("Bad Request: give symbols (id) or coin ids (coin), not both")
         limit, offset = query["limit"], query["offset"]
         descending = query["order_type"] == "desc"
         body = self._coins.dashboard_page(
