@@ -15,6 +15,7 @@ import dataclasses
 import email.utils
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -145,7 +146,7 @@ def fire(
         if wait is None:
             wait = rng.uniform(0, min(max_backoff_s, backoff_s * 2 ** (failures - 1)))
         if clock() + wait >= deadline:
-            outcome.error = (outcome.error or "failed") + " (deadline reached)"
+            outcome.error = (outcome.error or "incomplete, nothing stored") + " (deadline reached)"
             break
         log.info(
             "%s: attempt %d failed (%s), retrying in %.1f s",
@@ -169,7 +170,12 @@ def _post(
     """One call, answer and all, within ``timeout`` however slowly it comes."""
     with http.Watch(timeout) as watch:
         try:
-            resp = session.post(url, json=body, headers=headers, timeout=timeout, stream=True)
+            resp = session.post(
+                url, json=body, headers=headers, timeout=timeout, stream=True,
+                # relay's session reads nothing from the environment (no .netrc may replace
+                # the bearer token); the proxy and CA bundle a deployment sets still apply
+                proxies=requests.utils.get_environ_proxies(url), verify=_ca_bundle(),
+            )  # fmt: skip
             try:
                 content = resp.raw.read(MAX_ANSWER_BYTES + 1, decode_content=False)
             finally:
@@ -185,6 +191,10 @@ def _post(
     if len(content) > MAX_ANSWER_BYTES:
         raise requests.ConnectionError("an answer larger than relay gives")
     return resp.status_code, resp.headers, content
+
+
+def _ca_bundle() -> str | bool:
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
 
 def _json(content: bytes):

@@ -13,6 +13,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from playwright.sync_api import expect
 
@@ -211,6 +212,28 @@ def test_search_finds_a_coin_and_shows_it_in_the_dashboard(open_page, site):
     expect(page.locator("#dashboard-meta")).to_have_text("1 coin on 2026-11-20 (UTC), in USD")
     page.click("#dashboard-filter button")
     expect(page.locator("#dashboard-table tbody tr")).to_have_count(len(COINS))
+
+    # A coin sharing BCH's symbol, ranked far below it: its hit shows it, not Bitcoin Cash.
+    with psycopg.connect(site.database_url, autocommit=True) as conn:
+        coin = conn.execute(
+            "INSERT INTO coin (cmc_id, name, symbol, slug, rank) "
+            "VALUES (99999, 'Bitcoin Cashback', 'BCH', 'cashback', 999) RETURNING id"
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO coin_daily (coin_id, day, close) "
+            "SELECT %s, max(day), 1 FROM coin_daily", (coin,)
+        )  # fmt: skip
+    try:
+        page.fill("#search-input", "cashback")
+        results.filter(has_text="Bitcoin Cashback").locator("button").click()
+        expect(page.locator("#dashboard-filter")).to_contain_text("Bitcoin Cashback (BCH)")
+        expect(page.locator("#dashboard-table tbody tr")).to_have_count(1)
+        expect(page.locator("#dashboard-table tbody tr")).to_contain_text("Bitcoin Cashback")
+        page.click("#dashboard-filter button")
+    finally:
+        with psycopg.connect(site.database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM coin_daily WHERE coin_id = %s", (coin,))
+            conn.execute("DELETE FROM coin WHERE id = %s", (coin,))
 
     page.fill("#search-input", "zzzz")
     expect(page.locator("#search-empty")).to_have_text("No coin matches “zzzz”.")

@@ -313,7 +313,8 @@ class UpstreamClient:
                 raise
             raise _Refused(f"sent a broken answer ({type(exc).__name__})") from exc
         except ValueError as exc:
-            # requests reads a redirect's Location even when not following it.
+            # An answer requests cannot take apart (a session other than new_session()'s
+            # reads a redirect's Location even when not following it).
             raise _Refused(f"sent an answer that does not parse ({exc})") from exc
         if watch.expired:
             raise _TooSlow()
