@@ -99,19 +99,17 @@ class Coins:
         return hits
 
     def logo(self, symbol: str) -> tuple[str, bytes, bytes]:
-        """The logo of the best-ranked coin with ``symbol``."""
-        with self._reads.connection(self.CONCERN) as conn:
-            found = coin_store.logo_by_symbol(conn, symbol)
-        if found is None:
-            raise NotFound(f"Not Found: no logo for {symbol}")
-        content_type, data, sha256 = found
-        return content_type, bytes(data), bytes(sha256)
+        """The logo of the best-ranked coin with ``symbol``: content type, bytes, sha256."""
+        return self._logo(coin_store.logo_by_symbol, symbol, symbol)
 
     def coin_logo(self, coin_id: int) -> tuple[str, bytes, bytes]:
         """The logo of the coin relay knows by ``coin_id`` (a dashboard row's id)."""
+        return self._logo(coin_store.logo_by_coin, coin_id, f"coin {coin_id}")
+
+    def _logo(self, lookup, key, named: str) -> tuple[str, bytes, bytes]:
         with self._reads.connection(self.CONCERN) as conn:
-            found = coin_store.logo_by_coin(conn, coin_id)
+            found = lookup(conn, key)
         if found is None:
-            raise NotFound(f"Not Found: no logo for coin {coin_id}")
+            raise NotFound(f"Not Found: no logo for {named}")
         content_type, data, sha256 = found
         return content_type, bytes(data), bytes(sha256)

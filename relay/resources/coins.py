@@ -107,19 +107,24 @@ class SearchResource:
 MAX_COIN_ID = 2**63 - 1  # relay's coin ids are PostgreSQL bigints
 
 
-def send_logo(req, resp, found: tuple[str, bytes, bytes]) -> None:
-    content_type, data, _ = found
-    caching.send(req, resp, data, content_type=content_type, cache_control="private, max-age=86400")
-
-
-class CoinLogoResource:
-    """GET /relay-out/coins/{coin_id}/logo: a coin's own logo (the path answers give)."""
+class _Logo:
+    """A logo route: the image, cacheable for a day by the caller, its stored digest the ETag."""
 
     auth_scope = "relay:out"
     query = ()
 
     def __init__(self, coins: Coins):
         self._coins = coins
+
+    @staticmethod
+    def _send(req, resp, found: tuple[str, bytes, bytes]) -> None:
+        content_type, data, sha256 = found
+        caching.send(req, resp, data, content_type=content_type,
+                     cache_control="private, max-age=86400", sha256=sha256)  # fmt: skip
+
+
+class CoinLogoResource(_Logo):
+    """GET /relay-out/coins/{coin_id}/logo: a coin's own logo (the path answers give)."""
 
     def on_get(self, req, resp, coin_id):
         if not (
@@ -127,19 +132,13 @@ class CoinLogoResource:
             and 1 <= int(coin_id) <= MAX_COIN_ID
         ):  # fmt: skip
             raise BadRequest("Bad Request: coin id must be a whole number from 1")
-        send_logo(req, resp, self._coins.coin_logo(int(coin_id)))
+        self._send(req, resp, self._coins.coin_logo(int(coin_id)))
 
 
-class LogoResource:
+class LogoResource(_Logo):
     """GET /relay-out/assets/{symbol}/logo: the best-ranked coin with that symbol's logo."""
-
-    auth_scope = "relay:out"
-    query = ()
-
-    def __init__(self, coins: Coins):
-        self._coins = coins
 
     def on_get(self, req, resp, symbol):
         if not servable(symbol):
             raise BadRequest("Bad Request: symbol is not a valid symbol")
-        send_logo(req, resp, self._coins.logo(symbol))
+        self._send(req, resp, self._coins.logo(symbol))
